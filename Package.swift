@@ -1,0 +1,103 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "SessionHost",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FastCGI", targets: ["FastCGI"]),
+        .library(name: "SessionHost", targets: ["SessionHost"]),
+        .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
+        .executable(name: "session-host", targets: ["session-host"]),
+        .executable(name: "demo", targets: ["Demo"]),
+        .executable(name: "bench-hello", targets: ["BenchHello"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+
+        // The FastCGI transport: sockets, worker threads, records. Knows nothing of HTTP routing,
+        // configuration or sessions.
+        .target(
+            name: "FastCGI",
+            dependencies: [
+                "CFastCGI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The host: request/response API, routing, error pages, lifecycle.
+        .target(
+            name: "SessionHost",
+            dependencies: [
+                "FastCGI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The command line every app built on the library shares (`serve …`).
+        .target(
+            name: "SessionHostCLI",
+            dependencies: [
+                "SessionHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The administration tool.
+        .executableTarget(
+            name: "session-host",
+            dependencies: [
+                "SessionHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "Demo",
+            dependencies: ["SessionHostCLI"],
+            path: "examples/Demo",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "BenchHello",
+            dependencies: ["SessionHostCLI"],
+            path: "Benchmarks/BenchHello",
+            swiftSettings: strict
+        ),
+
+        // Tests.
+        .executableTarget(
+            name: "TestWorker",
+            dependencies: ["SessionHostCLI"],
+            path: "Tests/TestWorker",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
+        .testTarget(
+            name: "SessionHostTests",
+            dependencies: ["SessionHost", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["TestWorker", "FastCGI"],
+            swiftSettings: strict
+        ),
+    ]
+)

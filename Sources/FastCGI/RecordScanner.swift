@@ -1,0 +1,170 @@
+/// Checks the head of a FastCGI connection's byte stream before libfcgi reads it.
+///
+/// Debian's libfcgi (2.4.2 with the partial CVE-2025-23016 fix) still computes the size of a
+/// name-value pair in `int`: a PARAMS or GET_VALUES pair that claims huge lengths makes it
+/// `malloc` a negative size and write through the NULL result. So every pair is checked here, on
+/// bytes peeked from the socket, and a request reaches `FCGX_Accept_r` only once its
+/// BEGIN_REQUEST and complete PARAMS stream are present and sane. Management records that open a
+/// connection (FCGI_GET_VALUES) are answered here too, with the pool's real limits.
+struct RecordScanner {
+    /// What the caller should do next with the bytes at the head of the connection.
+    enum Verdict: Equatable {
+        /// Not enough bytes yet: wait until at least this many are available from the head.
+        case needBytes(Int)
+        /// The stream opens with a management record of `length` bytes (header and padding
+        /// included): consume it and answer with `reply`.
+        case management(length: Int, reply: [UInt8])
+        /// A responder request with complete, valid PARAMS is at the head: hand it to libfcgi.
+        case request
+        /// A BEGIN_REQUEST for a role this host does not implement: answer with `reply`
+        /// (END_REQUEST, FCGI_UNKNOWN_ROLE) and close.
+        case unsupportedRole(role: Int, reply: [UInt8])
+        /// A protocol violation: close the connection.
+        case reject(String)
+    }
+
+    /// The largest PARAMS stream accepted. nginx never sends more than one 64 KiB record.
+    var maxParamsLength = 65_535
+    /// Answers to FCGI_GET_VALUES.
+    var maxConnections: Int
+    var maxRequests: Int
+
+    /// The most bytes the scanner may ask to see: the PARAMS limit plus record overhead.
+    var windowLimit: Int { maxParamsLength + 16 * 1024 }
+
+    func scan(_ bytes: UnsafeRawBufferPointer) -> Verdict {
+        var offset = 0
+        var requestID: Int?
+        var params: [UInt8] = []
+
+        while true {
+            guard bytes.count - offset >= headerLength else { return .needBytes(offset + headerLength) }
+            let version = bytes[offset]
+            guard version == 1 else { return .reject("unsupported FastCGI protocol version \(version)") }
+            let type = bytes[offset + 1]
+            let id = Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+            let contentLength = Int(bytes[offset + 4]) << 8 | Int(bytes[offset + 5])
+            let recordLength = headerLength + contentLength + Int(bytes[offset + 6])
+            let end = offset + recordLength
+            guard end <= windowLimit else { return .reject("request head exceeds \(windowLimit) bytes") }
+            guard bytes.count >= end else { return .needBytes(end) }
+            let content = UnsafeRawBufferPointer(rebasing: bytes[(offset + headerLength)..<(offset + headerLength + contentLength)])
+
+            if type == RecordType.beginRequest, requestID == nil {
+                guard id != 0 else { return .reject("BEGIN_REQUEST with request id 0") }
+                guard contentLength == 8 else { return .reject("BEGIN_REQUEST body of \(contentLength) bytes") }
+                let role = Int(content[0]) << 8 | Int(content[1])
+                guard role == roleResponder else {
+                    return .unsupportedRole(role: role, reply: Self.endRequest(id: id, protocolStatus: protocolStatusUnknownRole))
+                }
+                requestID = id
+            } else if id == 0 {
+                guard let names = Self.pairNames(content) else {
+                    return .reject("management record with a malformed name-value pair")
+                }
+                // Only a record at the very head can be taken off the stream here; later ones are
+                // valid now and libfcgi answers them itself.
+                if offset == 0 {
+                    return .management(length: recordLength, reply: reply(toManagementType: type, names: names))
+                }
+            } else if id == requestID {
+                guard type == RecordType.params else {
+                    return .reject("record type \(type) before the end of PARAMS")
+                }
+                if contentLength == 0 {
+                    guard Self.pairNames(params[...]) != nil else {
+                        return .reject("PARAMS with a name-value pair longer than the stream")
+                    }
+                    return .request
+                }
+                guard params.count + contentLength <= maxParamsLength else {
+                    return .reject("PARAMS exceed \(maxParamsLength) bytes")
+                }
+                params.append(contentsOf: content)
+            }
+            // Records of other request ids are left to libfcgi (it skips them or answers
+            // FCGI_CANT_MPX_CONN); they are bounded by the window like everything else.
+            offset = end
+        }
+    }
+
+    /// The names of the name-value pairs in `content`, or nil if a pair's lengths run past it.
+    static func pairNames<Bytes: Collection>(_ content: Bytes) -> [String]? where Bytes.Element == UInt8, Bytes.Index == Int {
+        var names: [String] = []
+        var index = content.startIndex
+        func length() -> Int? {
+            guard index < content.endIndex else { return nil }
+            if content[index] & 0x80 == 0 {
+                defer { index += 1 }
+                return Int(content[index])
+            }
+            guard content.endIndex - index >= 4 else { return nil }
+            defer { index += 4 }
+            return Int(content[index] & 0x7F) << 24 | Int(content[index + 1]) << 16
+                | Int(content[index + 2]) << 8 | Int(content[index + 3])
+        }
+        while index < content.endIndex {
+            guard let nameLength = length(), let valueLength = length(),
+                  nameLength <= content.endIndex - index,
+                  valueLength <= content.endIndex - index - nameLength
+            else { return nil }
+            names.append(String(decoding: content[index..<(index + nameLength)], as: UTF8.self))
+            index += nameLength + valueLength
+        }
+        return names
+    }
+
+    func reply(toManagementType type: UInt8, names: [String]) -> [UInt8] {
+        guard type == RecordType.getValues else {
+            // FCGI_UNKNOWN_TYPE: the body names the type, then seven reserved bytes.
+            return Self.record(type: RecordType.unknownType, id: 0, content: [type, 0, 0, 0, 0, 0, 0, 0])
+        }
+        var content: [UInt8] = []
+        for name in names {
+            let value: String
+            switch name {
+            case "FCGI_MAX_CONNS": value = String(maxConnections)
+            case "FCGI_MAX_REQS": value = String(maxRequests)
+            case "FCGI_MPXS_CONNS": value = "0"
+            default: continue  // the spec says unknown names are left out of the reply
+            }
+            content.append(UInt8(name.utf8.count))
+            content.append(UInt8(value.utf8.count))
+            content.append(contentsOf: name.utf8)
+            content.append(contentsOf: value.utf8)
+        }
+        return Self.record(type: RecordType.getValuesResult, id: 0, content: content)
+    }
+
+    static func endRequest(id: Int, protocolStatus: UInt8) -> [UInt8] {
+        record(type: RecordType.endRequest, id: id, content: [0, 0, 0, 0, protocolStatus, 0, 0, 0])
+    }
+
+    /// One record with `content`, padded to a multiple of eight bytes.
+    static func record(type: UInt8, id: Int, content: [UInt8]) -> [UInt8] {
+        let padding = (8 - content.count % 8) % 8
+        var bytes: [UInt8] = [
+            1, type, UInt8(id >> 8), UInt8(id & 0xFF),
+            UInt8(content.count >> 8), UInt8(content.count & 0xFF), UInt8(padding), 0,
+        ]
+        bytes += content
+        bytes += repeatElement(0, count: padding)
+        return bytes
+    }
+}
+
+/// FastCGI 1.0 record types (the specification's section 8).
+enum RecordType {
+    static let beginRequest: UInt8 = 1
+    static let endRequest: UInt8 = 3
+    static let params: UInt8 = 4
+    static let stdin: UInt8 = 5
+    static let stdout: UInt8 = 6
+    static let getValues: UInt8 = 9
+    static let getValuesResult: UInt8 = 10
+    static let unknownType: UInt8 = 11
+}
+
+let headerLength = 8
+let roleResponder = 1
+let protocolStatusUnknownRole: UInt8 = 3

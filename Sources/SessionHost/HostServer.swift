@@ -1,0 +1,163 @@
+import Dispatch
+import Foundation
+public import FastCGI
+import HTTPTypes
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+public struct HostConfiguration: Sendable {
+    public var server: FastCGIServerConfiguration
+    /// How long in-flight requests may run on after SIGTERM/SIGINT before the process exits.
+    public var shutdownGracePeriod: Duration
+    /// The folder of machine.config, web.config and applicationHost.config.
+    public var configDirectory: String
+
+    public init(server: FastCGIServerConfiguration, shutdownGracePeriod: Duration = .seconds(10), configDirectory: String = "conf.d") {
+        self.server = server
+        self.shutdownGracePeriod = shutdownGracePeriod
+        self.configDirectory = configDirectory
+    }
+}
+
+/// Runs an app's routes behind the FastCGI transport, as a ServiceLifecycle service: it serves
+/// until graceful shutdown begins (SIGTERM/SIGINT in a `ServiceGroup`), then stops accepting and
+/// lets in-flight requests finish within the grace period.
+public final class HostServer: Service, Sendable {
+    public let configuration: HostConfiguration
+    private let routes: Routes
+    private let logger: Logger
+    private let requestCounter = Atomic<UInt64>(0)
+
+    public init(configuration: HostConfiguration, routes: Routes, logger: Logger) {
+        self.configuration = configuration
+        self.routes = routes
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let server = FastCGIServer(configuration: configuration.server, logger: logger) { [self] request, writer in
+            respond(to: request, writer: &writer)
+        }
+        try server.start()
+        var address = "\(configuration.server.listen)"
+        if case .tcp(let host, _) = configuration.server.listen, let port = server.boundPort { address = "\(host):\(port)" }
+        logger.info("SessionHost \(SessionHostVersion.current) listening on \(address) with \(configuration.server.threadCount) threads", metadata: [
+            "max-body-size": "\(configuration.server.maxRequestBodySize)",
+            "config-dir": "\(configuration.configDirectory)",
+        ])
+        let grace = configuration.shutdownGracePeriod
+        let outcome = await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await server.waitUntilStopped()
+            } onGracefulShutdown: {
+                server.stop(gracePeriod: grace)
+            }
+        } onCancel: {
+            server.stop(gracePeriod: .zero)
+        }
+        if case .timedOut(let inFlight) = outcome {
+            logger.warning("exiting with \(inFlight) requests cut short after the \(grace) grace period")
+        }
+    }
+
+    /// Dispatches one request and writes its response. Runs on a worker thread.
+    func respond(to fastCGI: FastCGIRequest, writer: inout FastCGIResponseWriter) {
+        let id = requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        let start = logger.logLevel <= .debug ? ContinuousClock.now : nil
+        let response: Response
+        let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
+        let uri = fastCGI.params["REQUEST_URI"] ?? "-"
+        do {
+            let request = try Request(fastCGI)
+            if let handler = routes.handler(for: request.path) {
+                response = try run(handler, request)
+            } else {
+                response = ErrorPage.response(.notFound, detail: "There is nothing at this address.")
+            }
+        } catch let error as RequestError {
+            logger.info("bad request", metadata: ["request": "\(id)", "uri": "\(uri)", "reason": "\(error)"])
+            response = ErrorPage.response(.badRequest, detail: "The request address is malformed.")
+        } catch {
+            logger.error("handler failed", metadata: ["request": "\(id)", "method": "\(method)", "uri": "\(uri)", "error": "\(String(reflecting: error))"])
+            response = ErrorPage.response(.internalServerError, detail: "The server could not complete this request.", reference: id)
+        }
+        let status = write(response, to: &writer, request: id, uri: uri)
+        if let start {
+            let elapsed = (ContinuousClock.now - start).components
+            let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+            logger.debug("\(method) \(uri) \(status.code) \(writer.bytesWritten)B \(milliseconds.formatted(.number.precision(.fractionLength(3))))ms", metadata: ["request": "\(id)"])
+        }
+    }
+
+    private func run(_ handler: Routes.Handler, _ request: Request) throws -> Response {
+        switch handler {
+        case .sync(let handler):
+            return try handler(request)
+        case .async(let handler):
+            // The worker thread blocks here, not a thread of the cooperative pool.
+            let result = Mutex<Result<Response, any Error>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                let outcome: Result<Response, any Error>
+                do { outcome = .success(try await handler(request)) } catch { outcome = .failure(error) }
+                result.withLock { $0 = outcome }
+                done.signal()
+            }
+            done.wait()
+            return try result.withLock { $0! }.get()
+        }
+    }
+
+    /// Writes the CGI response head and body; returns the status sent.
+    private func write(_ response: Response, to writer: inout FastCGIResponseWriter, request id: UInt64, uri: String) -> HTTPResponse.Status {
+        var head = "Status: \(response.status.code) \(response.status.reasonPhrase)\r\n"
+        for field in response.headers {
+            head += "\(field.name.canonicalName): \(field.value)\r\n"
+        }
+        for cookie in response.cookies {
+            head += "Set-Cookie: \(cookie.headerValue)\r\n"
+        }
+        switch response.body.storage {
+        case .bytes(let bytes):
+            if response.headers[.contentLength] == nil { head += "Content-Length: \(bytes.count)\r\n" }
+            head += "\r\n"
+            guard writer.write(head), !bytes.isEmpty else { break }
+            writer.write(bytes)
+        case .stream(let produce):
+            head += "\r\n"
+            guard writer.write(head) else { break }
+            var stream: any ResponseBodyWriter = StreamWriter(fastCGI: writer)
+            do {
+                try produce(&stream)
+                writer = (stream as! StreamWriter).fastCGI
+            } catch is ClientGone {
+                writer = (stream as! StreamWriter).fastCGI
+            } catch {
+                writer = (stream as! StreamWriter).fastCGI
+                logger.error("streamed body failed after the headers were sent; aborting the connection", metadata: [
+                    "request": "\(id)", "uri": "\(uri)", "error": "\(String(reflecting: error))",
+                ])
+                writer.abortConnection()
+            }
+        }
+        return response.status
+    }
+}
+
+/// Passes a streamed body to the FastCGI writer.
+private struct StreamWriter: ResponseBodyWriter {
+    var fastCGI: FastCGIResponseWriter
+
+    mutating func write(_ bytes: [UInt8]) throws(ClientGone) {
+        guard fastCGI.write(bytes) else { throw ClientGone() }
+    }
+
+    mutating func write(_ text: String) throws(ClientGone) {
+        guard fastCGI.write(text) else { throw ClientGone() }
+    }
+
+    mutating func flush() throws(ClientGone) {
+        guard fastCGI.flush() else { throw ClientGone() }
+    }
+}

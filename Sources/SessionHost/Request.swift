@@ -1,0 +1,104 @@
+public import FastCGI
+public import HTTPTypes
+
+/// An HTTP request as the web server passed it on.
+///
+/// Built from the FastCGI parameters. Header, cookie and query views are computed on access from
+/// those parameters (a few dozen pairs), so a handler pays only for what it reads.
+public struct Request: Sendable {
+    /// `GET`, `POST`, …
+    public let method: String
+    /// The request URI as the client sent it, query included, not decoded (`REQUEST_URI`).
+    public let rawURI: String
+    /// The decoded, normalised path: no `.`/`..` segments, no empty segments, never above `/`.
+    public let path: String
+    /// The undecoded query string, without `?`.
+    public let queryString: String
+    public let body: [UInt8]
+    /// The client address as the web server saw it (`REMOTE_ADDR`).
+    public let remoteAddress: String
+    /// Whether the client connected over TLS (nginx's `HTTPS` parameter is `on`).
+    public let isSecure: Bool
+    public let serverName: String
+    public let serverPort: Int?
+    /// All CGI parameters, for anything not modelled here.
+    public let cgiParams: FastCGIParams
+
+    /// Builds a request from FastCGI parameters; fails when the path is malformed or climbs
+    /// above the root.
+    public init(_ fastCGI: FastCGIRequest) throws(RequestError) {
+        let params = fastCGI.params
+        cgiParams = params
+        body = fastCGI.body
+        method = params["REQUEST_METHOD"] ?? "GET"
+        let uri = params["REQUEST_URI"] ?? params["DOCUMENT_URI"] ?? ((params["SCRIPT_NAME"] ?? "") + (params["PATH_INFO"] ?? ""))
+        rawURI = uri
+        let question = uri.firstIndex(of: "?")
+        let rawPath = uri[..<(question ?? uri.endIndex)]
+        guard let path = URLPath.normalize(rawPath) else { throw .malformedPath(String(rawPath)) }
+        self.path = path
+        queryString = params["QUERY_STRING"] ?? question.map { String(uri[uri.index(after: $0)...]) } ?? ""
+        remoteAddress = params["REMOTE_ADDR"] ?? ""
+        let https = params["HTTPS"]?.lowercased()
+        isSecure = (https != nil && https != "" && https != "off") || params["REQUEST_SCHEME"] == "https"
+        serverName = params["SERVER_NAME"] ?? ""
+        serverPort = params["SERVER_PORT"].flatMap { Int($0) }
+    }
+
+    /// The value of request header `name` (case-insensitive), as passed in `HTTP_*` parameters.
+    public func header(_ name: String) -> String? {
+        let cgiName = name.uppercased().replacing("-", with: "_")
+        if let value = cgiParams["HTTP_" + cgiName] { return value }
+        // Apache passes these two only under their CGI names.
+        guard cgiName == "CONTENT_TYPE" || cgiName == "CONTENT_LENGTH", let value = cgiParams[cgiName], !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// All request headers. Web servers pass each as `HTTP_NAME` with dashes turned into
+    /// underscores, so names come back lower-case with dashes.
+    public var headers: HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in cgiParams where name.hasPrefix("HTTP_") {
+            if let fieldName = HTTPField.Name(name.dropFirst(5).lowercased().replacing("_", with: "-")) {
+                fields.append(HTTPField(name: fieldName, value: value))
+            }
+        }
+        for (name, field) in [("CONTENT_TYPE", HTTPField.Name.contentType), ("CONTENT_LENGTH", .contentLength)] where fields[field] == nil {
+            if let value = cgiParams[name], !value.isEmpty { fields.append(HTTPField(name: field, value: value)) }
+        }
+        return fields
+    }
+
+    /// The request's cookies by name (malformed pairs are skipped).
+    public var cookies: [String: String] {
+        cgiParams["HTTP_COOKIE"].map { Cookie.parse(header: $0) } ?? [:]
+    }
+
+    /// The decoded query items, in order.
+    public var queryItems: [QueryItem] {
+        URLPath.queryItems(Substring(queryString))
+    }
+
+    /// The first value of query parameter `name`.
+    public func query(_ name: String) -> String? {
+        queryItems.first { $0.name == name }?.value
+    }
+
+    /// The body as UTF-8 text.
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// The fields of an `application/x-www-form-urlencoded` body.
+    public var formItems: [QueryItem] {
+        URLPath.queryItems(Substring(bodyText))
+    }
+}
+
+public enum RequestError: Error, Hashable, CustomStringConvertible {
+    case malformedPath(String)
+
+    public var description: String {
+        switch self {
+        case .malformedPath(let path): "malformed request path '\(path)'"
+        }
+    }
+}

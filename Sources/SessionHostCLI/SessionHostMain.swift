@@ -1,0 +1,140 @@
+import ArgumentParser
+import FastCGI
+import Foundation
+import Logging
+public import SessionHost
+import ServiceLifecycle
+
+/// The entry point of an app built on SessionHost: it gives the app the shared command line.
+///
+/// ```swift
+/// @main struct MyApp {
+///     static func main() async {
+///         var routes = Routes()
+///         routes.exact("/") { _ in .text("hello") }
+///         await SessionHostMain.run(routes: routes)
+///     }
+/// }
+/// ```
+/// Then `my-app serve --listen unix:/run/my-app.sock`.
+public enum SessionHostMain {
+    public static func run(routes: Routes, abstract: String = "A web app served by SessionHost behind nginx (FastCGI).") async {
+        AppCommand.abstractText = abstract
+        do {
+            let command = try AppCommand.parseAsRoot()
+            if let serve = command as? ServeCommand {
+                try await serve.serve(routes: routes)
+            } else {
+                var command = command
+                try command.run()
+            }
+        } catch {
+            AppCommand.exit(withError: error)
+        }
+    }
+}
+
+struct AppCommand: ParsableCommand {
+    nonisolated(unsafe) static var abstractText = ""
+
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: URL(fileURLWithPath: CommandLine.arguments.first ?? "app").lastPathComponent,
+            abstract: abstractText,
+            version: SessionHostVersion.current,
+            subcommands: [ServeCommand.self]
+        )
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the app's pages to nginx (or Apache) over FastCGI.",
+        discussion: """
+            Point nginx's fastcgi_pass at the same address. Requests are served by a pool of \
+            threads, one connection each; with fastcgi_keep_conn on, every idle kept connection \
+            holds a thread, so keep --threads above nginx's worker_processes × keepalive.
+
+            SIGTERM or SIGINT stops accepting, lets running requests finish (up to \
+            --grace-period seconds) and exits 0.
+            """
+    )
+
+    @Option(help: ArgumentHelp(
+        "Where to accept FastCGI connections: unix:PATH (socket created with mode 0660, removed on exit), HOST:PORT (e.g. 127.0.0.1:9000), or fd:0 (a socket inherited from spawn-fcgi or mod_fcgid). Default: fd:0 when standard input is a listening socket.",
+        valueName: "address"))
+    var listen: String?
+
+    @Option(help: "Worker threads, each serving one connection at a time.")
+    var threads: Int = 64
+
+    @Option(name: .customLong("config-dir"), help: ArgumentHelp("Folder of machine.config, web.config and applicationHost.config.", valueName: "dir"))
+    var configDir: String = "conf.d"
+
+    @Option(name: .customLong("max-body-size"), help: ArgumentHelp("Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.", valueName: "size"))
+    var maxBodySize: String = "10M"
+
+    @Option(name: .customLong("grace-period"), help: ArgumentHelp("Seconds running requests get to finish after SIGTERM/SIGINT.", valueName: "seconds"))
+    var gracePeriod: Double = 10
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug (one line per request), info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be between 1 and 4096") }
+        guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
+        guard parsedBodySize != nil else { throw ValidationError("--max-body-size must be a number of bytes, optionally with K, M or G") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: configDir, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--config-dir \(configDir) is not a folder")
+        }
+        if let listen {
+            do { _ = try ListenAddress(parsing: listen) } catch { throw ValidationError(error.description) }
+        } else if !standardInputIsListeningSocket {
+            throw ValidationError("Missing --listen: give unix:PATH or HOST:PORT (standard input is not an inherited listening socket).")
+        }
+    }
+
+    private var parsedBodySize: Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let unit = maxBodySize.last.flatMap({ units[Character($0.uppercased())] }) {
+            return Int(maxBodySize.dropLast()).map { $0 * unit }
+        }
+        return Int(maxBodySize).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    private var standardInputIsListeningSocket: Bool {
+        var listening: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening != 0
+    }
+
+    func serve(routes: Routes) async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sessionhost")
+        let address = try listen.map { try ListenAddress(parsing: $0) } ?? .inherited(fd: 0)
+        let configuration = HostConfiguration(
+            server: FastCGIServerConfiguration(listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20),
+            shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
+            configDirectory: configDir
+        )
+        let host = HostServer(configuration: configuration, routes: routes, logger: logger)
+        // SIGHUP will reload configuration; until then it must not kill the worker.
+        signal(SIGHUP, SIG_IGN)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: host)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}

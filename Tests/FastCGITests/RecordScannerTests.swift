@@ -1,0 +1,80 @@
+@testable import FastCGI
+import Testing
+
+struct RecordScannerTests {
+    let scanner = RecordScanner(maxConnections: 12, maxRequests: 12)
+
+    func record(_ type: UInt8, id: Int = 1, _ content: [UInt8] = []) -> [UInt8] {
+        RecordScanner.record(type: type, id: id, content: content)
+    }
+
+    func pair(_ name: String, _ value: String) -> [UInt8] {
+        [UInt8(name.utf8.count), UInt8(value.utf8.count)] + Array(name.utf8) + Array(value.utf8)
+    }
+
+    let begin = RecordScanner.record(type: 1, id: 1, content: [0, 1, 1, 0, 0, 0, 0, 0])
+
+    func scan(_ bytes: [UInt8]) -> RecordScanner.Verdict {
+        bytes.withUnsafeBytes { scanner.scan($0) }
+    }
+
+    @Test func completeRequestHeadIsReady() {
+        let bytes = begin + record(4, pair("REQUEST_URI", "/")) + record(4) + record(5)
+        #expect(scan(bytes) == .request)
+    }
+
+    @Test func partialHeadAsksForExactlyTheMissingBytes() {
+        let params = record(4, pair("REQUEST_URI", "/"))
+        #expect(scan(Array(begin.prefix(5))) == .needBytes(8))
+        #expect(scan(begin) == .needBytes(16 + 8))
+        #expect(scan(begin + params.prefix(10)) == .needBytes(16 + params.count))
+        #expect(scan(begin + params) == .needBytes(16 + params.count + 8))
+    }
+
+    @Test func pairLongerThanTheStreamIsRejected() {
+        let huge: [UInt8] = [0xFF, 0xFF, 0xFF, 0xF0, 0xFF, 0xFF, 0xFF, 0xF0, 65]
+        #expect(scan(begin + record(4, huge) + record(4)) == .reject("PARAMS with a name-value pair longer than the stream"))
+        // A four-byte length cut short is malformed too.
+        #expect(scan(begin + record(4, [0x80, 0]) + record(4)) == .reject("PARAMS with a name-value pair longer than the stream"))
+    }
+
+    @Test func pairsMayStraddleRecords() {
+        let pairs = pair("A", String(repeating: "x", count: 100)) + pair("B", "y")
+        let bytes = begin + record(4, Array(pairs[..<50])) + record(4, Array(pairs[50...])) + record(4)
+        #expect(scan(bytes) == .request)
+    }
+
+    @Test func getValuesIsAnsweredWithTheLimits() {
+        let query = pair("FCGI_MAX_CONNS", "") + pair("FCGI_MPXS_CONNS", "") + pair("UNKNOWN", "")
+        let bytes = record(9, id: 0, query)
+        let reply = record(10, id: 0, pair("FCGI_MAX_CONNS", "12") + pair("FCGI_MPXS_CONNS", "0"))
+        #expect(scan(bytes + begin) == .management(length: bytes.count, reply: reply))
+    }
+
+    @Test func unknownManagementTypeGetsUnknownType() {
+        #expect(scan(record(77, id: 0)) == .management(length: 8, reply: record(11, id: 0, [77, 0, 0, 0, 0, 0, 0, 0])))
+    }
+
+    @Test func malformedGetValuesIsRejected() {
+        #expect(scan(record(9, id: 0, [0x85, 0, 0])) == .reject("management record with a malformed name-value pair"))
+    }
+
+    @Test func nonResponderRolesAreRefused() {
+        let authorizer = record(1, id: 7, [0, 2, 0, 0, 0, 0, 0, 0])
+        #expect(scan(authorizer) == .unsupportedRole(role: 2, reply: record(3, id: 7, [0, 0, 0, 0, 3, 0, 0, 0])))
+    }
+
+    @Test func protocolViolationsAreRejected() {
+        #expect(scan(Array("GET / HTTP/1.1\r\n".utf8)) == .reject("unsupported FastCGI protocol version 71"))
+        #expect(scan(record(1, id: 0, [0, 1, 0, 0, 0, 0, 0, 0])) == .reject("BEGIN_REQUEST with request id 0"))
+        #expect(scan(record(1, id: 1, [0, 1, 0, 0])) == .reject("BEGIN_REQUEST body of 4 bytes"))
+        #expect(scan(begin + record(5)) == .reject("record type 5 before the end of PARAMS"))
+    }
+
+    @Test func paramsOverTheLimitAreRejected() {
+        var small = scanner
+        small.maxParamsLength = 100
+        let bytes = begin + record(4, pair("A", String(repeating: "x", count: 120))) + record(4)
+        #expect(bytes.withUnsafeBytes { small.scan($0) } == .reject("PARAMS exceed 100 bytes"))
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import SessionHost
+import SessionHostCLI
+
+/// The app the integration tests run behind nginx: each route exercises one part of the host.
+@main
+struct TestWorker {
+    static func main() async {
+        var routes = Routes()
+        routes.exact("/echo") { request in
+            var lines = [
+                "method: \(request.method)",
+                "path: \(request.path)",
+                "raw-uri: \(request.rawURI)",
+                "query: \(request.queryItems.map { "\($0.name)=\($0.value)" }.joined(separator: "&"))",
+                "secure: \(request.isSecure)",
+                "body-length: \(request.body.count)",
+                "content-type: \(request.header("Content-Type") ?? "")",
+            ]
+            lines += request.headers.map { "header.\($0.name.canonicalName): \($0.value)" }
+            lines += request.cookies.sorted { $0.key < $1.key }.map { "cookie.\($0.key): \($0.value)" }
+            return .text(lines.joined(separator: "\n") + "\n")
+        }
+        routes.exact("/body") { request in
+            Response(headers: [.contentType: "application/octet-stream"], body: .bytes(request.body))
+        }
+        routes.prefix("/files") { request in
+            .text("prefix handler: \(request.path)\n")
+        }
+        routes.exact("/throw") { _ in
+            throw TestError.secret("SECRET-INTERNAL-DETAIL")
+        }
+        routes.exact("/async") { request async throws in
+            await Task.yield()
+            return .text("async: \(request.query("value") ?? "")\n")
+        }
+        routes.exact("/cookies") { _ in
+            var response = Response.text("cookies set\n")
+            response.setCookie(try Cookie(name: "plain", value: "1"))
+            response.setCookie(try Cookie(
+                name: "full", value: "abc", path: "/files", domain: "localhost",
+                expires: Date(timeIntervalSince1970: 1_800_000_000), maxAge: 60, secure: true, httpOnly: true, sameSite: .strict))
+            return response
+        }
+        routes.exact("/big") { request in
+            let size = request.query("size").flatMap { Int($0) } ?? 0
+            var response = Response(headers: [.contentType: "application/octet-stream"])
+            response.body = .stream { writer in
+                var sent = 0
+                while sent < size {
+                    let count = min(65_536, size - sent)
+                    try writer.write(pattern(from: sent, count: count))
+                    sent += count
+                }
+            }
+            return response
+        }
+        routes.exact("/stream-fail") { _ in
+            var response = Response.text("")
+            response.body = .stream { writer in
+                try writer.write("partial\n")
+                try writer.flush()
+                throw TestError.secret("failed mid-stream")
+            }
+            return response
+        }
+        routes.exact("/slow") { request in
+            // Holds the request open until the test creates the marker file, so a test can act
+            // while it is in flight without guessing at timings.
+            let marker = request.query("marker") ?? ""
+            var response = Response.text("")
+            response.body = .stream { writer in
+                try writer.write("started\n")
+                try writer.flush()
+                let deadline = Date().addingTimeInterval(60)
+                while !FileManager.default.fileExists(atPath: marker), Date() < deadline {
+                    usleep(5_000)
+                }
+                try writer.write("finished\n")
+            }
+            return response
+        }
+        await SessionHostMain.run(routes: routes, abstract: "The integration tests' worker.")
+    }
+
+    enum TestError: Error { case secret(String) }
+
+    /// Byte `i` of a streamed body is `i % 251`, so the tests can check every byte.
+    static func pattern(from start: Int, count: Int) -> [UInt8] {
+        (start..<(start + count)).map { UInt8($0 % 251) }
+    }
+}
