@@ -55,13 +55,13 @@ public final class FastCGIServer: Sendable {
     private let logger: Logger
     private let responder: Responder
     private let state = Mutex(State())
+    /// Read on every request, so kept out of `state`: workers must not contend on one lock.
+    private let stopping = Atomic<Bool>(false)
 
     private struct State {
-        enum Slot { case waiting(fd: Int32), busy }
         var socket: ListeningSocket?
-        var slots: [Slot] = []
+        var slots: [WorkerSlot] = []
         var running = 0
-        var stopping = false
         var outcome: StopOutcome?
         var waiters: [CheckedContinuation<StopOutcome, Never>] = []
     }
@@ -77,10 +77,11 @@ public final class FastCGIServer: Sendable {
         FastCGILibrary.initialize()
         let socket = try ListeningSocket.open(configuration.listen, backlog: configuration.backlog)
         let threadCount = max(1, configuration.threadCount)
+        let slots = (0..<threadCount).map { _ in WorkerSlot() }
         let started = state.withLock { state -> Bool in
             guard state.socket == nil else { return false }
             state.socket = socket
-            state.slots = Array(repeating: .waiting(fd: -1), count: threadCount)
+            state.slots = slots
             state.running = threadCount
             return true
         }
@@ -91,7 +92,7 @@ public final class FastCGIServer: Sendable {
         let scanner = RecordScanner(maxConnections: threadCount, maxRequests: threadCount)
         for index in 0..<threadCount {
             let thread = Thread { [self] in
-                Worker(server: self, index: index, listenFD: socket.fd, scanner: scanner).run()
+                Worker(server: self, slot: slots[index], listenFD: socket.fd, scanner: scanner).run()
             }
             thread.name = "fcgi-worker-\(index)"
             thread.start()
@@ -106,14 +107,12 @@ public final class FastCGIServer: Sendable {
     /// Stops accepting, lets in-flight requests finish within `gracePeriod`, and closes idle
     /// kept-alive connections. Returns at once; `waitUntilStopped()` reports the outcome.
     public func stop(gracePeriod: Duration) {
-        let socket: ListeningSocket? = state.withLock { state in
-            guard !state.stopping else { return nil }
-            state.stopping = true
-            for case .waiting(let fd) in state.slots where fd >= 0 {
-                // Wakes the thread parked on this idle connection; it then exits.
-                shutdown(fd, Int32(SHUT_RDWR))
-            }
-            return state.socket
+        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        let (socket, slots) = state.withLock { ($0.socket, $0.slots) }
+        for slot in slots {
+            // Wakes a thread parked on an idle connection; it then exits. A worker that marks
+            // itself waiting after this sees `stopping` and exits without waiting.
+            slot.state.withLock { if case .waiting(let fd) = $0, fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) } }
         }
         guard let socket else { return }
         socket.stopAccepting()
@@ -155,18 +154,18 @@ public final class FastCGIServer: Sendable {
 
     // MARK: Worker bookkeeping
 
-    /// Records that worker `index` waits for a request on `fd` (-1: on the listening socket).
-    /// Returns false when the server is stopping and the worker should exit instead.
-    fileprivate func markWaiting(_ index: Int, fd: Int32) -> Bool {
-        state.withLock { state in
-            guard !state.stopping else { return false }
-            state.slots[index] = .waiting(fd: fd)
+    /// Records that the worker of `slot` waits for a request on `fd` (-1: on the listening
+    /// socket). Returns false when the server is stopping and the worker should exit instead.
+    fileprivate func markWaiting(_ slot: WorkerSlot, fd: Int32) -> Bool {
+        slot.state.withLock { state in
+            guard !stopping.load(ordering: .sequentiallyConsistent) else { return false }
+            state = .waiting(fd: fd)
             return true
         }
     }
 
-    fileprivate func markBusy(_ index: Int) {
-        state.withLock { $0.slots[index] = .busy }
+    fileprivate func markBusy(_ slot: WorkerSlot) {
+        slot.state.withLock { $0 = .busy }
     }
 
     fileprivate func workerExited() {
@@ -177,7 +176,7 @@ public final class FastCGIServer: Sendable {
         if last { finish(outcome: .drained) }
     }
 
-    fileprivate var isStopping: Bool { state.withLock { $0.stopping } }
+    fileprivate var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     fileprivate func serve(_ request: FastCGIRequest, writer: inout FastCGIResponseWriter) {
         responder(request, &writer)
@@ -186,10 +185,16 @@ public final class FastCGIServer: Sendable {
     fileprivate var workerLogger: Logger { logger }
 }
 
+/// What a worker thread is doing, for stop(): one lock per worker, so workers never contend.
+private final class WorkerSlot: Sendable {
+    enum Activity { case waiting(fd: Int32), busy }
+    let state = Mutex(Activity.waiting(fd: -1))
+}
+
 /// One worker thread's loop. Everything here is confined to that thread.
 private final class Worker {
     let server: FastCGIServer
-    let index: Int
+    let slot: WorkerSlot
     let listenFD: Int32
     let scanner: RecordScanner
     let request: UnsafeMutablePointer<FCGX_Request>
@@ -197,9 +202,9 @@ private final class Worker {
     let logger: Logger
     let maxBody: Int
 
-    init(server: FastCGIServer, index: Int, listenFD: Int32, scanner: RecordScanner) {
+    init(server: FastCGIServer, slot: WorkerSlot, listenFD: Int32, scanner: RecordScanner) {
         self.server = server
-        self.index = index
+        self.slot = slot
         self.listenFD = listenFD
         self.scanner = scanner
         self.logger = server.workerLogger
@@ -224,7 +229,7 @@ private final class Worker {
         defer { server.workerExited() }
         while true {
             if request.pointee.ipcFd < 0 {
-                guard server.markWaiting(index, fd: -1) else { return }
+                guard server.markWaiting(slot, fd: -1) else { return }
                 let fd = accept(listenFD, nil, nil)
                 if fd < 0 {
                     let code = errno
@@ -239,12 +244,12 @@ private final class Worker {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
                 request.pointee.ipcFd = fd
             }
-            guard server.markWaiting(index, fd: request.pointee.ipcFd) else { return }
+            guard server.markWaiting(slot, fd: request.pointee.ipcFd) else { return }
             guard awaitRequestHead(fd: request.pointee.ipcFd) else {
                 closeConnection()
                 continue
             }
-            server.markBusy(index)
+            server.markBusy(slot)
             // Keeps libfcgi's implicit finish inside FCGX_Accept_r from closing our connection.
             request.pointee.keepConnection = 1
             guard FCGX_Accept_r(request) == 0 else {

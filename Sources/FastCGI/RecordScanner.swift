@@ -35,7 +35,9 @@ struct RecordScanner {
     func scan(_ bytes: UnsafeRawBufferPointer) -> Verdict {
         var offset = 0
         var requestID: Int?
-        var params: [UInt8] = []
+        // Where the PARAMS contents lie; pairs may straddle records, so several are joined.
+        var paramsRanges: [Range<Int>] = []
+        var paramsLength = 0
 
         while true {
             guard bytes.count - offset >= headerLength else { return .needBytes(offset + headerLength) }
@@ -72,15 +74,17 @@ struct RecordScanner {
                     return .reject("record type \(type) before the end of PARAMS")
                 }
                 if contentLength == 0 {
-                    guard Self.pairNames(params[...]) != nil else {
-                        return .reject("PARAMS with a name-value pair longer than the stream")
-                    }
+                    let wellFormed = paramsRanges.count <= 1
+                        ? Self.pairsAreWellFormed(UnsafeRawBufferPointer(rebasing: bytes[paramsRanges.first ?? 0..<0]))
+                        : Self.pairsAreWellFormed(paramsRanges.flatMap { bytes[$0] })
+                    guard wellFormed else { return .reject("PARAMS with a name-value pair longer than the stream") }
                     return .request
                 }
-                guard params.count + contentLength <= maxParamsLength else {
+                paramsLength += contentLength
+                guard paramsLength <= maxParamsLength else {
                     return .reject("PARAMS exceed \(maxParamsLength) bytes")
                 }
-                params.append(contentsOf: content)
+                paramsRanges.append((offset + headerLength)..<(offset + headerLength + contentLength))
             }
             // Records of other request ids are left to libfcgi (it skips them or answers
             // FCGI_CANT_MPX_CONN); they are bounded by the window like everything else.
@@ -88,9 +92,18 @@ struct RecordScanner {
         }
     }
 
+    static func pairsAreWellFormed<Bytes: Collection>(_ content: Bytes) -> Bool where Bytes.Element == UInt8, Bytes.Index == Int {
+        forEachPair(content) { _ in } != nil
+    }
+
     /// The names of the name-value pairs in `content`, or nil if a pair's lengths run past it.
     static func pairNames<Bytes: Collection>(_ content: Bytes) -> [String]? where Bytes.Element == UInt8, Bytes.Index == Int {
         var names: [String] = []
+        return forEachPair(content) { names.append(String(decoding: content[$0], as: UTF8.self)) }.map { names }
+    }
+
+    /// Calls `body` with the range of each pair's name; nil if a pair's lengths run past the end.
+    private static func forEachPair<Bytes: Collection>(_ content: Bytes, _ body: (Range<Int>) -> Void) -> Void? where Bytes.Element == UInt8, Bytes.Index == Int {
         var index = content.startIndex
         func length() -> Int? {
             guard index < content.endIndex else { return nil }
@@ -108,10 +121,10 @@ struct RecordScanner {
                   nameLength <= content.endIndex - index,
                   valueLength <= content.endIndex - index - nameLength
             else { return nil }
-            names.append(String(decoding: content[index..<(index + nameLength)], as: UTF8.self))
+            body(index..<(index + nameLength))
             index += nameLength + valueLength
         }
-        return names
+        return ()
     }
 
     func reply(toManagementType type: UInt8, names: [String]) -> [UInt8] {
