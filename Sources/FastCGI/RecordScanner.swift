@@ -171,8 +171,6 @@ enum RecordType {
     static let beginRequest: UInt8 = 1
     static let endRequest: UInt8 = 3
     static let params: UInt8 = 4
-    static let stdin: UInt8 = 5
-    static let stdout: UInt8 = 6
     static let getValues: UInt8 = 9
     static let getValuesResult: UInt8 = 10
     static let unknownType: UInt8 = 11
