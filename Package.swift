@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "FastCGI", targets: ["FastCGI"]),
+        .library(name: "WebConfiguration", targets: ["WebConfiguration"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
@@ -34,6 +35,17 @@ let package = Package(
             name: "FastCGI",
             dependencies: [
                 "CFastCGI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The IIS configuration hierarchy (machine.config, web.config, applicationHost.config,
+        // per-directory web.config, <location>, locks) read with libxml2. Knows nothing of
+        // FastCGI or HTTP.
+        .target(
+            name: "WebConfiguration",
+            dependencies: [
+                "CLibXML2",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -64,6 +76,8 @@ let package = Package(
             name: "session-host",
             dependencies: [
                 "SessionHost",
+                "WebConfiguration",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -89,6 +103,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
+        .testTarget(name: "WebConfigurationTests", dependencies: ["WebConfiguration"], swiftSettings: strict),
         .testTarget(
             name: "SessionHostTests",
             dependencies: ["SessionHost", .product(name: "HTTPTypes", package: "swift-http-types")],

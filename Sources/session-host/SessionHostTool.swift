@@ -9,10 +9,11 @@ struct SessionHostTool: ParsableCommand {
         abstract: "Administer SessionHost, the FastCGI host that gives Swift handlers IIS session state behind nginx.",
         discussion: """
             Apps built on SessionHost are their own executables: run `APP serve --listen unix:PATH` \
-            to serve one (see `APP serve --help`). This tool will check and explain the \
+            to serve one (see `APP serve --help`). This tool checks and explains the \
             web.config/applicationHost.config hierarchy.
             """,
-        version: SessionHostVersion.current
+        version: SessionHostVersion.current,
+        subcommands: [ConfigCommand.self]
     )
 
     func run() throws {

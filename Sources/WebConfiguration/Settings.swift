@@ -1,0 +1,109 @@
+/// A length of time as configured: a number of seconds, or `Infinite`.
+public enum ConfiguredTime: Sendable, Hashable {
+    case seconds(Int64)
+    case infinite
+
+    public var duration: Duration? {
+        if case .seconds(let seconds) = self { return .seconds(seconds) }
+        return nil
+    }
+}
+
+/// Classic ASP session settings: `system.webServer/asp/session`.
+public struct ASPSessionSettings: Sendable, Hashable {
+    public var allowSessionState: Bool
+    /// Mark the cookie `Secure` when the session ID is assigned over HTTPS.
+    public var keepSessionIdSecure: Bool
+    /// Most concurrent sessions; 4294967295 is unlimited.
+    public var max: UInt32
+    /// Whole minutes, 0…365 days.
+    public var timeoutSeconds: Int64
+}
+
+/// `system.web/sessionState/@mode`.
+public enum SessionStateMode: String, Sendable, Hashable {
+    case off = "Off", inProc = "InProc", stateServer = "StateServer", sqlServer = "SQLServer", custom = "Custom"
+}
+
+/// `system.web/sessionState/@cookieless` (HttpCookieMode; `true` is UseUri, `false` UseCookies).
+public enum CookieMode: String, Sendable, Hashable {
+    case useUri = "UseUri", useCookies = "UseCookies", autoDetect = "AutoDetect", useDeviceProfile = "UseDeviceProfile"
+}
+
+/// A cookie's SameSite attribute; `unspecified` writes none.
+public enum SameSiteMode: String, Sendable, Hashable {
+    case none = "None", lax = "Lax", strict = "Strict", unspecified = "Unspecified"
+}
+
+/// `system.web/pages/@enableSessionState`: the per-directory ASP.NET session switch.
+public enum EnableSessionState: String, Sendable, Hashable {
+    case `true` = "true", `false` = "false", readOnly = "ReadOnly"
+}
+
+/// An `<add>` of `<sessionState><providers>`.
+public struct ProviderSettings: Sendable, Hashable {
+    public var name: String
+    public var type: String
+    /// Every other attribute, passed to the provider.
+    public var parameters: [String: String]
+}
+
+/// An `<add>` of `<connectionStrings>`.
+public struct ConnectionStringSettings: Sendable, Hashable {
+    public var name: String
+    public var connectionString: String
+    public var providerName: String
+}
+
+/// ASP.NET session settings: `system.web/sessionState`.
+public struct SessionStateSettings: Sendable, Hashable {
+    public var mode: SessionStateMode
+    /// Minutes (as seconds) or infinite.
+    public var timeout: ConfiguredTime
+    public var cookieName: String
+    public var cookieless: CookieMode
+    public var cookieSameSite: SameSiteMode
+    public var regenerateExpiredSessionId: Bool
+    /// With a `<connectionStrings>` name replaced by its value.
+    public var sqlConnectionString: String
+    public var sqlCommandTimeout: ConfiguredTime
+    public var sqlConnectionRetryInterval: ConfiguredTime
+    public var allowCustomSqlDatabase: Bool
+    public var useHostingIdentity: Bool
+    /// With a `<connectionStrings>` name replaced by its value.
+    public var stateConnectionString: String
+    public var stateNetworkTimeout: ConfiguredTime
+    public var customProvider: String
+    public var partitionResolverType: String
+    public var sessionIDManagerType: String
+    public var compressionEnabled: Bool
+    public var providers: [ProviderSettings]
+}
+
+/// `system.web/httpCookies`: defaults for every cookie ASP.NET writes.
+public struct HTTPCookiesSettings: Sendable, Hashable {
+    public var httpOnlyCookies: Bool
+    public var requireSSL: Bool
+    public var domain: String
+    public var sameSite: SameSiteMode
+}
+
+/// The effective session configuration of one URL.
+public struct EffectiveConfiguration: Sendable, Hashable {
+    public var site: Site
+    /// The application that serves the URL.
+    public var application: Application
+    /// The normalised URL path.
+    public var path: String
+    public var asp: ASPSessionSettings
+    public var sessionState: SessionStateSettings
+    public var enableSessionState: EnableSessionState
+    public var httpCookies: HTTPCookiesSettings
+    /// `system.web/httpRuntime/@executionTimeout` (the age after which a session lock is stale).
+    public var executionTimeout: Duration
+    public var connectionStrings: [ConnectionStringSettings]
+    /// Where each value was set, keyed `section/attribute` (e.g. `system.web/sessionState/mode`,
+    /// `system.webServer/asp/session/timeout`, `system.web/sessionState/providers/NAME`); values
+    /// not listed are defaults.
+    public var sources: [String: SourceLocation]
+}

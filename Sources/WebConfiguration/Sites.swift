@@ -1,0 +1,151 @@
+import Foundation
+
+/// A site of applicationHost.config (`<site name id>`), with its applications.
+public struct Site: Sendable, Hashable {
+    public var name: String
+    public var id: Int
+    /// Deepest first, so the first match is the application that serves a path.
+    public var applications: [Application]
+
+    /// The application that serves `segments` (the deepest whose path is a prefix).
+    func application(for segments: ArraySlice<String>) -> Application? {
+        applications.first { $0.segments.isPrefix(of: segments) }
+    }
+
+    /// The physical folder of the virtual path `segments`, through the serving application's
+    /// deepest matching virtual directory.
+    func physicalPath(for segments: ArraySlice<String>) -> String? {
+        guard let application = application(for: segments) else { return nil }
+        let inApplication = segments.dropFirst(application.segments.count)
+        guard let directory = application.virtualDirectories.first(where: { $0.segments.isPrefix(of: inApplication) }) else { return nil }
+        let rest = inApplication.dropFirst(directory.segments.count)
+        return rest.isEmpty ? directory.physicalPath : directory.physicalPath + "/" + rest.joined(separator: "/")
+    }
+}
+
+/// An `<application path>` of a site.
+public struct Application: Sendable, Hashable {
+    /// The virtual path, `/` or `/app/sub`.
+    public var path: String
+    var segments: [String]
+    /// Deepest first.
+    public var virtualDirectories: [VirtualDirectory]
+    /// The physical folder of the application's root.
+    public var physicalPath: String { virtualDirectories.last!.physicalPath }
+}
+
+/// A `<virtualDirectory path physicalPath>` of an application.
+public struct VirtualDirectory: Sendable, Hashable {
+    /// Relative to the application: `/` or `/images`.
+    public var path: String
+    var segments: [String]
+    /// Absolute; a relative `physicalPath` is resolved against applicationHost.config's folder.
+    public var physicalPath: String
+}
+
+extension Array where Element == String {
+    /// Whether this is a prefix of `other`, comparing segments without regard to case, as IIS
+    /// compares URLs.
+    func isPrefix(of other: ArraySlice<String>) -> Bool {
+        guard count <= other.count else { return false }
+        var index = other.startIndex
+        for segment in self {
+            guard segment.caseInsensitiveCompare(other[index]) == .orderedSame else { return false }
+            index += 1
+        }
+        return true
+    }
+}
+
+/// The segments of a virtual path such as `/app/sub`; nil unless it starts with `/`.
+func virtualPathSegments(_ path: String) -> [String]? {
+    guard path.hasPrefix("/") else { return nil }
+    return path.split(separator: "/").map(String.init)
+}
+
+enum SiteReader {
+    /// Reads `<sites>`; `baseDirectory` resolves relative physical paths.
+    static func read(_ sites: ConfigElement?, baseDirectory: String) -> (sites: [Site], errors: [ConfigurationError]) {
+        var result: [Site] = []
+        var errors: [ConfigurationError] = []
+        for element in sites?.children ?? [] where element.name == "site" {
+            guard let name = element.attribute("name")?.value, !name.trimmingBlanks.isEmpty else {
+                errors.append(ConfigurationError("Required attribute 'name' not found.", at: element.location, attribute: "name"))
+                continue
+            }
+            guard let idAttribute = element.attribute("id") else {
+                errors.append(ConfigurationError("Required attribute 'id' not found.", at: element.location, attribute: "id"))
+                continue
+            }
+            guard let id = Int(idAttribute.value.trimmingBlanks), id > 0, id <= Int(UInt32.max) else {
+                errors.append(ConfigurationError("The site id '\(idAttribute.value)' must be a positive integer.", at: element.location(of: idAttribute), attribute: "id"))
+                continue
+            }
+            if result.contains(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) {
+                errors.append(ConfigurationError("The entry '\(name)' has already been added.", at: element.location, attribute: "name"))
+                continue
+            }
+            if result.contains(where: { $0.id == id }) {
+                errors.append(ConfigurationError("Another site already has id \(id).", at: element.location(of: idAttribute), attribute: "id"))
+                continue
+            }
+            var applications: [Application] = []
+            for child in element.children where child.name == "application" {
+                if let application = readApplication(child, site: name, baseDirectory: baseDirectory, existing: applications, errors: &errors) {
+                    applications.append(application)
+                }
+            }
+            guard applications.contains(where: { $0.segments.isEmpty }) else {
+                errors.append(ConfigurationError("The site '\(name)' has no root application (<application path=\"/\">).", at: element.location))
+                continue
+            }
+            applications.sort { $0.segments.count > $1.segments.count }
+            result.append(Site(name: name, id: id, applications: applications))
+        }
+        return (result, errors)
+    }
+
+    private static func readApplication(
+        _ element: ConfigElement, site: String, baseDirectory: String, existing: [Application], errors: inout [ConfigurationError]
+    ) -> Application? {
+        guard let pathAttribute = element.attribute("path") else {
+            errors.append(ConfigurationError("Required attribute 'path' not found.", at: element.location, attribute: "path"))
+            return nil
+        }
+        guard let segments = virtualPathSegments(pathAttribute.value) else {
+            errors.append(ConfigurationError("The application path '\(pathAttribute.value)' must start with '/'.", at: element.location(of: pathAttribute), attribute: "path"))
+            return nil
+        }
+        if existing.contains(where: { $0.segments.map { $0.lowercased() } == segments.map { $0.lowercased() } }) {
+            errors.append(ConfigurationError("The entry '\(pathAttribute.value)' has already been added.", at: element.location(of: pathAttribute), attribute: "path"))
+            return nil
+        }
+        var directories: [VirtualDirectory] = []
+        for child in element.children where child.name == "virtualDirectory" {
+            guard let path = child.attribute("path") else {
+                errors.append(ConfigurationError("Required attribute 'path' not found.", at: child.location, attribute: "path"))
+                continue
+            }
+            guard let physical = child.attribute("physicalPath"), !physical.value.trimmingBlanks.isEmpty else {
+                errors.append(ConfigurationError("Required attribute 'physicalPath' not found.", at: child.location, attribute: "physicalPath"))
+                continue
+            }
+            guard let directorySegments = virtualPathSegments(path.value) else {
+                errors.append(ConfigurationError("The virtual directory path '\(path.value)' must start with '/'.", at: child.location(of: path), attribute: "path"))
+                continue
+            }
+            let resolved = physical.value.hasPrefix("/") ? physical.value : baseDirectory + "/" + physical.value
+            directories.append(VirtualDirectory(
+                path: path.value, segments: directorySegments,
+                physicalPath: (resolved as NSString).standardizingPath))
+        }
+        guard directories.contains(where: { $0.segments.isEmpty }) else {
+            errors.append(ConfigurationError(
+                "The application '\(pathAttribute.value)' of site '\(site)' has no root virtual directory (<virtualDirectory path=\"/\" physicalPath=…>).",
+                at: element.location))
+            return nil
+        }
+        directories.sort { $0.segments.count > $1.segments.count }
+        return Application(path: "/" + segments.joined(separator: "/"), segments: segments, virtualDirectories: directories)
+    }
+}
