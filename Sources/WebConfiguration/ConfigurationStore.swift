@@ -184,7 +184,7 @@ public final class ConfigurationStore: Sendable {
                     .resolve(path: "/" + segments.joined(separator: "/")) { reader.webConfig(in: $0) })
             }
         }
-        return errors
+        return errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) }
     }
 
     // MARK: Reading

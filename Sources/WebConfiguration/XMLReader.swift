@@ -30,27 +30,34 @@ enum XMLReader {
         defer { xmlFreeParserCtxt(context) }
         // No XML_PARSE_NOENT, XML_PARSE_DTDLOAD or XML_PARSE_XINCLUDE: nothing is fetched or expanded.
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+        // libxml2 goes on after the first error and keeps only the last; the first is the one to report.
+        let firstError = FirstError()
+        context.pointee._private = Unmanaged.passUnretained(firstError).toOpaque()
+        context.pointee.sax.pointee.serror = { userData, error in
+            guard let userData, let error else { return }
+            let context = userData.assumingMemoryBound(to: xmlParserCtxt.self)
+            guard let box = context.pointee._private else { return }
+            let first = Unmanaged<FirstError>.fromOpaque(box).takeUnretainedValue()
+            guard first.message == nil else { return }
+            first.line = Int(error.pointee.line)
+            first.message = error.pointee.message.map { String(cString: $0) } ?? ""
+        }
         let parsed = bytes.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) { pointer in
                 xmlCtxtReadMemory(context, pointer, Int32(buffer.count), file, nil, options)
             }
         }
-        guard let document = parsed else {
-            var line = 1
-            var reason = "the document is not well-formed XML"
-            if let error = xmlCtxtGetLastError(context) {
-                line = max(Int(error.pointee.line), 1)
-                if let message = error.pointee.message {
-                    reason = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
-                }
-            }
-            throw ConfigurationError("Malformed XML: \(reason)", at: SourceLocation(file: file, line: line))
+        guard let document = parsed, firstError.message == nil else {
+            if let parsed { xmlFreeDoc(parsed) }
+            let reason = firstError.message.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "the document is not well-formed XML"
+            throw ConfigurationError("Malformed XML: \(reason)", at: SourceLocation(file: file, line: max(firstError.line, 1)))
         }
         defer { xmlFreeDoc(document) }
-        if let dtd = document.pointee.intSubset ?? document.pointee.extSubset {
-            throw ConfigurationError(
-                "A <!DOCTYPE> is not allowed in configuration files.",
-                at: SourceLocation(file: file, line: max(Int(xmlGetLineNo(UnsafeMutableRawPointer(dtd).assumingMemoryBound(to: xmlNode.self))), 1)))
+        if document.pointee.intSubset != nil || document.pointee.extSubset != nil {
+            let doctype = Array("<!DOCTYPE".utf8)
+            let offset = (0..<bytes.count).first { bytes[$0...].starts(with: doctype) } ?? 0
+            let line = 1 + bytes[..<offset].count { $0 == UInt8(ascii: "\n") }
+            throw ConfigurationError("A <!DOCTYPE> is not allowed in configuration files.", at: SourceLocation(file: file, line: line))
         }
         guard let root = xmlDocGetRootElement(document) else {
             throw ConfigurationError("Malformed XML: the document has no root element", at: SourceLocation(file: file, line: 1))
@@ -105,6 +112,12 @@ enum XMLReader {
         guard let prefix = namespace?.pointee.prefix else { return local }
         return String(cString: prefix) + ":" + local
     }
+}
+
+/// The first error libxml2 reported while parsing one document.
+private final class FirstError {
+    var message: String?
+    var line = 0
 }
 
 /// The line of a start tag's `<` and of each of its attributes.
