@@ -55,6 +55,7 @@ let package = Package(
             name: "SessionHost",
             dependencies: [
                 "FastCGI",
+                "WebConfiguration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,6 +67,7 @@ let package = Package(
             name: "SessionHostCLI",
             dependencies: [
                 "SessionHost",
+                "WebConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -98,12 +100,16 @@ let package = Package(
         // Tests.
         .executableTarget(
             name: "TestWorker",
-            dependencies: ["SessionHostCLI"],
+            dependencies: ["SessionHostCLI", "WebConfiguration"],
             path: "Tests/TestWorker",
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
-        .testTarget(name: "WebConfigurationTests", dependencies: ["WebConfiguration"], swiftSettings: strict),
+        .testTarget(
+            name: "WebConfigurationTests",
+            dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SessionHostTests",
             dependencies: ["SessionHost", .product(name: "HTTPTypes", package: "swift-http-types")],

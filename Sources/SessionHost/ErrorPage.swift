@@ -1,4 +1,5 @@
 import HTTPTypes
+import WebConfiguration
 
 /// The host's own pages for errors: short, and with nothing internal in them.
 enum ErrorPage {
@@ -13,6 +14,34 @@ enum ErrorPage {
             \(referenceLine)</body></html>
 
             """, status: status)
+    }
+}
+
+extension ErrorPage {
+    /// IIS's "HTTP Error 500.19": the configuration of the requested URL is invalid. With
+    /// `details`, each error's file, line, attribute and message; without, a reference to the log.
+    static func configurationError(_ errors: ConfigurationErrors, details: Bool, reference: UInt64) -> Response {
+        let title = "HTTP Error 500.19 - Internal Server Error"
+        var body = """
+            <!doctype html>
+            <html><head><meta charset="utf-8"><title>\(title)</title></head>
+            <body><h1>\(title)</h1>
+            <p>The requested page cannot be accessed because the related configuration data for the page is invalid.</p>
+
+            """
+        if details {
+            body += "<h2>Detailed Error Information</h2>\n"
+            for error in errors.errors {
+                body += "<table>\n"
+                body += "<tr><th>Config File</th><td>\(escapeHTML(error.location.file))</td></tr>\n"
+                body += "<tr><th>Line</th><td>\(error.location.line)</td></tr>\n"
+                if let attribute = error.attribute { body += "<tr><th>Attribute</th><td>\(escapeHTML(attribute))</td></tr>\n" }
+                body += "<tr><th>Error</th><td>\(escapeHTML(error.message))</td></tr>\n</table>\n"
+            }
+        } else {
+            body += "<p>The details have been logged. Reference: request \(reference).</p>\n"
+        }
+        return .html(body + "</body></html>\n", status: .internalServerError)
     }
 }
 

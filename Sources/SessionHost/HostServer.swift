@@ -5,6 +5,7 @@ import HTTPTypes
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+public import WebConfiguration
 
 public struct HostConfiguration: Sendable {
     public var server: FastCGIServerConfiguration
@@ -12,12 +13,36 @@ public struct HostConfiguration: Sendable {
     public var shutdownGracePeriod: Duration
     /// The folder of machine.config, web.config and applicationHost.config.
     public var configDirectory: String
+    /// The site of applicationHost.config requests belong to, unless the web server names one
+    /// in the `SESSIONHOST_SITE` parameter (a site name or id).
+    public var site: SiteSelector
+    /// How often the configuration files read so far are checked for changes.
+    public var configurationCheckInterval: Duration
+    /// Who sees the file, line and message on the configuration-error page.
+    public var configurationErrorDetails: ConfigurationErrorDetails
 
-    public init(server: FastCGIServerConfiguration, shutdownGracePeriod: Duration = .seconds(10), configDirectory: String = "conf.d") {
+    public init(
+        server: FastCGIServerConfiguration, shutdownGracePeriod: Duration = .seconds(10), configDirectory: String = "conf.d",
+        site: SiteSelector = .default, configurationCheckInterval: Duration = .seconds(2),
+        configurationErrorDetails: ConfigurationErrorDetails = .localRequests
+    ) {
         self.server = server
         self.shutdownGracePeriod = shutdownGracePeriod
         self.configDirectory = configDirectory
+        self.site = site
+        self.configurationCheckInterval = configurationCheckInterval
+        self.configurationErrorDetails = configurationErrorDetails
     }
+}
+
+/// Who is shown the details of a configuration error (IIS's `errorMode`); they are always logged.
+public enum ConfigurationErrorDetails: String, Sendable, CaseIterable {
+    /// Everyone (IIS `Detailed`).
+    case everyone = "detailed"
+    /// Requests from a loopback address only (IIS `DetailedLocalOnly`, its default).
+    case localRequests = "local"
+    /// No one: a generic page with a reference (IIS `Custom`).
+    case nobody = "none"
 }
 
 /// Runs an app's routes behind the FastCGI transport, as a ServiceLifecycle service: it serves
@@ -28,11 +53,14 @@ public final class HostServer: Service, Sendable {
     private let routes: Routes
     private let logger: Logger
     private let requestCounter = Atomic<UInt64>(0)
+    /// The per-URL session configuration, memoised and re-read when files change.
+    public let configurationStore: ConfigurationStore
 
     public init(configuration: HostConfiguration, routes: Routes, logger: Logger) {
         self.configuration = configuration
         self.routes = routes
         self.logger = logger
+        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger)
     }
 
     public func run() async throws {
@@ -47,6 +75,18 @@ public final class HostServer: Service, Sendable {
             "config-dir": "\(configuration.configDirectory)",
         ])
         let grace = configuration.shutdownGracePeriod
+        let store = configurationStore
+        let interval = configuration.configurationCheckInterval
+        let watcher = Task.detached { await store.watchForChanges(every: interval) }
+        // SIGHUP forces a reload; it is ignored so that it never kills the worker.
+        signal(SIGHUP, SIG_IGN)
+        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangUp.setEventHandler { store.reload() }
+        hangUp.resume()
+        defer {
+            hangUp.cancel()
+            watcher.cancel()
+        }
         let outcome = await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await server.waitUntilStopped()
@@ -69,7 +109,20 @@ public final class HostServer: Service, Sendable {
         let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
         let uri = fastCGI.params["REQUEST_URI"] ?? "-"
         do {
-            let request = try Request(fastCGI)
+            var request = try Request(fastCGI)
+            let site = request.cgiParams["SESSIONHOST_SITE"].map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? configuration.site
+            switch configurationStore.configuration(site: site, path: request.path) {
+            case .success(let settings):
+                request.configuration = settings
+            case .failure(let errors):
+                // The store logged the errors when it read them.
+                let details = configuration.configurationErrorDetails
+                let show = details == .everyone || (details == .localRequests && Self.isLoopback(request.remoteAddress))
+                response = ErrorPage.configurationError(errors, details: show, reference: id)
+                let status = write(response, to: &writer, request: id, uri: uri)
+                logger.debug("\(method) \(uri) \(status.code) configuration error", metadata: ["request": "\(id)"])
+                return
+            }
             if let handler = routes.handler(for: request.path) {
                 response = try run(handler, request)
             } else {
@@ -88,6 +141,10 @@ public final class HostServer: Service, Sendable {
             let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
             logger.debug("\(method) \(uri) \(status.code) \(writer.bytesWritten)B \(milliseconds.formatted(.number.precision(.fractionLength(3))))ms", metadata: ["request": "\(id)"])
         }
+    }
+
+    static func isLoopback(_ address: String) -> Bool {
+        address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
     }
 
     private func run(_ handler: Routes.Handler, _ request: Request) throws -> Response {

@@ -1,5 +1,6 @@
 public import FastCGI
 public import HTTPTypes
+public import WebConfiguration
 
 /// An HTTP request as the web server passed it on.
 ///
@@ -23,6 +24,9 @@ public struct Request: Sendable {
     public let serverPort: Int?
     /// All CGI parameters, for anything not modelled here.
     public let cgiParams: FastCGIParams
+    /// The effective session configuration of this URL (from machine.config down to this
+    /// folder's web.config); nil only for a request built outside a running host.
+    public internal(set) var configuration: EffectiveConfiguration?
 
     /// Builds a request from FastCGI parameters; fails when the path is malformed or climbs
     /// above the root.

@@ -3,6 +3,7 @@ import FastCGI
 import Foundation
 import Logging
 public import SessionHost
+import WebConfiguration
 import ServiceLifecycle
 
 /// The entry point of an app built on SessionHost: it gives the app the shared command line.
@@ -72,6 +73,15 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("config-dir"), help: ArgumentHelp("Folder of machine.config, web.config and applicationHost.config.", valueName: "dir"))
     var configDir: String = "conf.d"
 
+    @Option(help: ArgumentHelp("The site of applicationHost.config to serve, by name or id; nginx may name another per request with `fastcgi_param SESSIONHOST_SITE`.", valueName: "site"))
+    var site: String = "1"
+
+    @Option(name: .customLong("config-errors"), help: ArgumentHelp("Who sees file, line and message on the configuration-error page (500.19): detailed (everyone), local (loopback clients) or none. Errors are always logged.", valueName: "who"))
+    var configErrors: String = "local"
+
+    @Option(name: .customLong("config-check-interval"), help: ArgumentHelp("Seconds between checks for changed configuration files (SIGHUP reloads at once).", valueName: "seconds"))
+    var configCheckInterval: Double = 2
+
     @Option(name: .customLong("max-body-size"), help: ArgumentHelp("Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.", valueName: "size"))
     var maxBodySize: String = "10M"
 
@@ -86,6 +96,8 @@ struct ServeCommand: ParsableCommand {
         guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
         guard parsedBodySize != nil else { throw ValidationError("--max-body-size must be a number of bytes, optionally with K, M or G") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard ConfigurationErrorDetails(rawValue: configErrors) != nil else { throw ValidationError("--config-errors must be detailed, local or none") }
+        guard configCheckInterval > 0 else { throw ValidationError("--config-check-interval must be positive") }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: configDir, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw ValidationError("--config-dir \(configDir) is not a folder")
@@ -123,10 +135,21 @@ struct ServeCommand: ParsableCommand {
         let configuration = HostConfiguration(
             server: FastCGIServerConfiguration(listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
-            configDirectory: configDir
+            configDirectory: configDir,
+            site: Int(site).map(SiteSelector.id) ?? .name(site),
+            configurationCheckInterval: .milliseconds(Int(configCheckInterval * 1000)),
+            configurationErrorDetails: ConfigurationErrorDetails(rawValue: configErrors) ?? .localRequests
         )
         let host = HostServer(configuration: configuration, routes: routes, logger: logger)
-        // SIGHUP will reload configuration; until then it must not kill the worker.
+        switch host.configurationStore.sites() {
+        case .success(let sites):
+            logger.info("configuration from \(configDir): sites \(sites.map { "\"\($0.name)\" (id \($0.id))" }.joined(separator: ", "))")
+        case .failure(let errors):
+            logger.error("the server-level configuration is invalid; every request will get the configuration-error page until it is fixed", metadata: [
+                "errors": "\(errors)",
+            ])
+        }
+        // SIGHUP reloads the configuration once the host runs; until then it must not kill the worker.
         signal(SIGHUP, SIG_IGN)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -1,6 +1,7 @@
 import Foundation
 import SessionHost
 import SessionHostCLI
+import WebConfiguration
 
 /// The app the integration tests run behind nginx: each route exercises one part of the host.
 @main
@@ -23,6 +24,9 @@ struct TestWorker {
         }
         routes.exact("/body") { request in
             Response(headers: [.contentType: "application/octet-stream"], body: .bytes(request.body))
+        }
+        routes.prefix("/settings") { request in
+            .text(request.configuration.map(ConfigurationReport.json) ?? "none")
         }
         routes.prefix("/files") { request in
             .text("prefix handler: \(request.path)\n")

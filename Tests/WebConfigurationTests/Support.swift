@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import WebConfiguration
 
@@ -33,7 +34,7 @@ final class ConfigTree {
     }
 
     func store() -> ConfigurationStore {
-        ConfigurationStore(directory: configDirectory)
+        ConfigurationStore(directory: configDirectory, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
     }
 
     /// The settings of `urlPath`, failing the test on errors.

@@ -95,7 +95,7 @@ final class Fixture {
 
     /// Polls `condition` until it holds (30 s at most): waiting for a process to come up is not a
     /// timing assumption, only a bound on a broken one.
-    private func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
+    func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             if try condition() { return }
