@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "session-host", targets: ["session-host"]),
         .executable(name: "demo", targets: ["Demo"]),
         .executable(name: "bench-hello", targets: ["BenchHello"]),
+        .executable(name: "bench-config", targets: ["BenchConfigLookup"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -94,6 +95,12 @@ let package = Package(
             name: "BenchHello",
             dependencies: ["SessionHostCLI"],
             path: "Benchmarks/BenchHello",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "BenchConfigLookup",
+            dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ConfigLookup",
             swiftSettings: strict
         ),
 
