@@ -87,7 +87,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Demo",
-            dependencies: ["SessionHostCLI"],
+            dependencies: ["SessionHostCLI", "WebConfiguration"],
             path: "examples/Demo",
             swiftSettings: strict
         ),

@@ -1,6 +1,7 @@
 import Foundation
 import SessionHost
 import SessionHostCLI
+import WebConfiguration
 
 /// A few pages to click through: what the request looked like, a form, cookies, a streamed page
 /// and an error page.
@@ -20,7 +21,25 @@ struct Demo {
                 <li><a href="/fail">A handler that throws</a> (you get a generic 500 page; the error goes to the log)</li>
                 <li><a href="/missing">A page that does not exist</a></li>
                 </ul>
+                <p>The session settings of a URL, from conf.d and the web.config files of examples/site:</p>
+                <ul>
+                <li><a href="/settings/">/</a> (the root application)</li>
+                <li><a href="/catalog/item">/catalog/item</a> (enableSessionState="ReadOnly" in catalog/web.config)</li>
+                <li><a href="/static/logo.png">/static/logo.png</a> (a &lt;location&gt; override: no ASP.NET session)</li>
+                <li><a href="/classic/admin/">/classic/admin/</a> (classic ASP settings unlocked per folder)</li>
+                <li><a href="/shop/cart/">/shop/cart/</a> (a nested application with its own sessionState)</li>
+                </ul>
                 """)
+        }
+        // The example site's folders: each page shows the effective settings of its own URL.
+        for folder in ["/settings", "/catalog", "/static", "/classic", "/shop"] {
+            routes.prefix(folder) { request in
+                let report = request.configuration.map(ConfigurationReport.text) ?? "no configuration"
+                return page("Session settings of \(request.path)", """
+                    <p>Each value is followed by the file and line that set it. <code>session-host config show \(escapeHTML(request.path))</code> prints the same.</p>
+                    <pre>\(escapeHTML(report))</pre>
+                    """)
+            }
         }
         routes.exact("/request") { request in
             let headers = request.headers.map { "<tr><td>\(escapeHTML($0.name.canonicalName))</td><td>\(escapeHTML($0.value))</td></tr>" }
