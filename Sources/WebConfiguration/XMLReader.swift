@@ -24,6 +24,9 @@ enum XMLReader {
                 "The configuration file is \(bytes.count) bytes; the limit is \(maximumFileSize) bytes.",
                 at: SourceLocation(file: file, line: 1))
         }
+        guard !bytes.isEmpty else {
+            throw ConfigurationError("Malformed XML: Document is empty", at: SourceLocation(file: file, line: 1))
+        }
         guard let context = xmlNewParserCtxt() else {
             throw ConfigurationError("libxml2 could not allocate a parser.", at: SourceLocation(file: file, line: 1))
         }
@@ -42,9 +45,11 @@ enum XMLReader {
             first.line = Int(error.pointee.line)
             first.message = error.pointee.message.map { String(cString: $0) } ?? ""
         }
-        let parsed = bytes.withUnsafeBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) { pointer in
-                xmlCtxtReadMemory(context, pointer, Int32(buffer.count), file, nil, options)
+        let parsed = withExtendedLifetime(firstError) {
+            bytes.withUnsafeBufferPointer { buffer in
+                buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) { pointer in
+                    xmlCtxtReadMemory(context, pointer, Int32(buffer.count), file, nil, options)
+                }
             }
         }
         guard let document = parsed, firstError.message == nil else {

@@ -42,7 +42,7 @@ struct ShutdownTests {
         try busy.send(FastCGIConnection.requestBytes(uri: "/slow?marker=\(marker)", keepConnection: false))
         #expect(try !busy.receiveSome().isEmpty)
         kill(fixture.worker.processIdentifier, SIGTERM)
-        #expect(fixture.workerExitStatus() == 0)
+        #expect(fixture.workerExitStatus() == 0, "worker log:\n\(fixture.workerLog)")
         #expect(fixture.workerLog.contains("requests cut short"))
     }
 
