@@ -194,8 +194,7 @@ struct ConfigFile: Sendable {
                     return
                 }
             case "allowOverride", "overrideMode":
-                if let modeAttribute {
-                    _ = modeAttribute
+                if modeAttribute != nil {
                     errors.append(ConfigurationError("A <location> tag may contain only one of the 'allowOverride' or 'overrideMode' attributes.", at: at, attribute: attribute.name))
                     return
                 }

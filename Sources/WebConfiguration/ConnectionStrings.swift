@@ -1,6 +1,6 @@
 /// ADO.NET connection-string syntax (`key=value;…`, values optionally quoted with `'` or `"`,
 /// a doubled quote inside quotes standing for one).
-public enum ConnectionStringSyntax {
+enum ConnectionStringSyntax {
     /// The options, keys lower-cased and trimmed; the last occurrence of a key wins.
     static func parse(_ text: String) throws(ValueError) -> [String: String] {
         var options: [String: String] = [:]
