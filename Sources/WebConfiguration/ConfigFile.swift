@@ -5,17 +5,6 @@ enum ConfigFileKind: Sendable, Hashable {
     case applicationHost
     /// A web.config in a site's directory.
     case web
-
-    /// The depth of the machine-level files in the hierarchy (MACHINE, MACHINE/WEBROOT,
-    /// MACHINE/WEBROOT/APPHOST); a site's root web.config is at depth 3.
-    var machineDepth: Int? {
-        switch self {
-        case .machine: 0
-        case .rootWeb: 1
-        case .applicationHost: 2
-        case .web: nil
-        }
-    }
 }
 
 /// `overrideMode` of a `<location>` (and `overrideModeDefault` of a `<section>`).
