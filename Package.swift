@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "FastCGI", targets: ["FastCGI"]),
         .library(name: "WebConfiguration", targets: ["WebConfiguration"]),
+        .library(name: "SessionState", targets: ["SessionState"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
@@ -51,12 +52,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Session state of both domains without HTTP: IDs, values, the store-provider protocol,
+        // the InProc store, locking and the release rules. Reads settings types from
+        // WebConfiguration; knows nothing of FastCGI or XML.
+        .target(
+            name: "SessionState",
+            dependencies: [
+                "WebConfiguration",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The host: request/response API, routing, error pages, lifecycle.
         .target(
             name: "SessionHost",
             dependencies: [
                 "FastCGI",
                 "WebConfiguration",
+                "SessionState",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,0 +1,303 @@
+import Dispatch
+import Synchronization
+
+/// Sessions in this process's memory (`mode="InProc"`, and every classic ASP session).
+///
+/// Items are kept as values, never serialized. The store is split into shards by session ID,
+/// each behind its own lock, so requests of different sessions rarely contend. Expiry is
+/// sliding: every access moves a session's expiry time, without touching the schedule; each
+/// session has one entry in its shard's min-heap, and when that entry comes due the sweep either
+/// expires the session or re-schedules it at its current expiry. Sweeping therefore costs work
+/// in proportion to sessions that come due, never a scan of all sessions.
+public final class InProcSessionStore: SessionStateStore {
+    static let shardCount = 32
+
+    private let shards: [ShardBox]
+    private let clock: any SessionClock
+    private let nextLock = Atomic<Int>(0)
+    private let nextGeneration = Atomic<UInt64>(0)
+    private let expireCallback = Mutex<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)
+
+    public init(clock: any SessionClock = SystemSessionClock()) {
+        self.clock = clock
+        shards = (0..<Self.shardCount).map { _ in ShardBox() }
+    }
+
+    struct Entry {
+        var data: SessionStateStoreData
+        var expiresAt: Duration
+        /// When the heap will look at this entry next.
+        var scheduledAt: Duration
+        /// Tells this entry's heap node from those of a removed entry under the same key.
+        var generation: UInt64
+        var lock: LockID?
+        var lockedAt: Duration = .zero
+        var uninitialized = false
+        /// Requests waiting for the lock to go; signalled when it does.
+        var waiters: [DispatchSemaphore] = []
+
+        mutating func wakeWaiters() {
+            for waiter in waiters { waiter.signal() }
+            waiters.removeAll()
+        }
+    }
+
+    struct Shard {
+        var entries: [SessionKey: Entry] = [:]
+        /// Applications with a session under each ID.
+        var applicationsByID: [String: Int] = [:]
+        /// Sessions per application.
+        var countByApplication: [String: Int] = [:]
+        var schedule = ExpiryHeap()
+
+        mutating func insert(_ key: SessionKey, _ entry: Entry) {
+            if entries.updateValue(entry, forKey: key) == nil {
+                applicationsByID[key.id, default: 0] += 1
+                countByApplication[key.application, default: 0] += 1
+            }
+            schedule.push(ExpiryHeap.Node(at: entry.scheduledAt, key: key, generation: entry.generation))
+        }
+
+        mutating func remove(_ key: SessionKey) -> Entry? {
+            guard var entry = entries.removeValue(forKey: key) else { return nil }
+            entry.wakeWaiters()
+            if let count = applicationsByID[key.id], count > 1 { applicationsByID[key.id] = count - 1 } else { applicationsByID[key.id] = nil }
+            if let count = countByApplication[key.application], count > 1 { countByApplication[key.application] = count - 1 } else { countByApplication[key.application] = nil }
+            return entry
+        }
+    }
+
+    final class ShardBox: Sendable {
+        let state = Mutex(Shard())
+    }
+
+    private func shard(_ id: String) -> ShardBox {
+        var hasher = Hasher()
+        hasher.combine(id)
+        return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
+    }
+
+    private func newEntry(_ data: SessionStateStoreData, now: Duration) -> Entry {
+        let expiresAt = now + .seconds(Int64(data.timeout) * 60)
+        return Entry(data: data, expiresAt: expiresAt, scheduledAt: expiresAt, generation: nextGeneration.wrappingAdd(1, ordering: .relaxed).newValue)
+    }
+
+    /// Slides the expiry; re-schedules only when the timeout got shorter than the schedule.
+    private static func touch(_ entry: inout Entry, _ key: SessionKey, now: Duration, shard: inout Shard, generation: () -> UInt64) {
+        entry.expiresAt = now + .seconds(Int64(entry.data.timeout) * 60)
+        if entry.expiresAt < entry.scheduledAt {
+            entry.generation = generation()
+            entry.scheduledAt = entry.expiresAt
+            shard.schedule.push(ExpiryHeap.Node(at: entry.scheduledAt, key: key, generation: entry.generation))
+        }
+    }
+
+    private func generation() -> UInt64 { nextGeneration.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    // MARK: SessionStateStore
+
+    public func setItemExpireCallback(_ callback: @escaping @Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void) -> Bool {
+        expireCallback.withLock { $0 = callback }
+        return true
+    }
+
+    public func getItem(_ key: SessionKey) -> StoreLookup {
+        get(key, exclusive: false)
+    }
+
+    public func getItemExclusive(_ key: SessionKey) -> StoreLookup {
+        get(key, exclusive: true)
+    }
+
+    private func get(_ key: SessionKey, exclusive: Bool) -> StoreLookup {
+        let now = clock.now
+        return shard(key.id).state.withLock { shard in
+            guard var entry = shard.entries[key], entry.expiresAt > now || entry.lock != nil else { return .notFound }
+            Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
+            defer { shard.entries[key] = entry }
+            if let holder = entry.lock {
+                return .locked(lockAge: now - entry.lockedAt, lockID: holder)
+            }
+            let actions: SessionStateActions = entry.uninitialized ? .initializeItem : .none
+            entry.uninitialized = false
+            var lock: LockID?
+            if exclusive {
+                lock = LockID(nextLock.wrappingAdd(1, ordering: .relaxed).newValue)
+                entry.lock = lock
+                entry.lockedAt = now
+            }
+            return .found(entry.data, lockID: lock, actions: actions)
+        }
+    }
+
+    public func releaseItemExclusive(_ key: SessionKey, lockID: LockID) {
+        let now = clock.now
+        shard(key.id).state.withLock { shard in
+            guard var entry = shard.entries[key], entry.lock == lockID else { return }
+            entry.lock = nil
+            entry.wakeWaiters()
+            Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
+            shard.entries[key] = entry
+        }
+    }
+
+    public func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) {
+        let now = clock.now
+        var stored = data
+        stored.items.markClean()
+        let replaced: Entry? = shard(key.id).state.withLock { shard in
+            if newItem {
+                let old = shard.remove(key)
+                shard.insert(key, newEntry(stored, now: now))
+                return old
+            }
+            guard var entry = shard.entries[key], entry.lock != nil, entry.lock == lockID else { return nil }
+            entry.data = stored
+            entry.lock = nil
+            entry.wakeWaiters()
+            Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
+            shard.entries[key] = entry
+            return nil
+        }
+        // A session replaced by a new one under the same key ended (it cannot normally exist:
+        // new items get new IDs).
+        if let replaced, !replaced.uninitialized { notifyEnded([(key, replaced.data)], reason: .abandoned) }
+    }
+
+    public func removeItem(_ key: SessionKey, lockID: LockID?) {
+        let removed: Entry? = shard(key.id).state.withLock { shard in
+            guard let entry = shard.entries[key], entry.lock == lockID else { return nil }
+            return shard.remove(key)
+        }
+        if let removed, !removed.uninitialized { notifyEnded([(key, removed.data)], reason: .abandoned) }
+    }
+
+    public func resetItemTimeout(_ key: SessionKey) {
+        let now = clock.now
+        shard(key.id).state.withLock { shard in
+            guard var entry = shard.entries[key], entry.expiresAt > now else { return }
+            Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
+            shard.entries[key] = entry
+        }
+    }
+
+    public func createUninitializedItem(_ key: SessionKey, timeout: Int) {
+        let now = clock.now
+        shard(key.id).state.withLock { shard in
+            if let existing = shard.entries[key], existing.expiresAt > now { return }
+            var entry = newEntry(SessionStateStoreData(timeout: timeout), now: now)
+            entry.uninitialized = true
+            _ = shard.remove(key)
+            shard.insert(key, entry)
+        }
+    }
+
+    public func containsSession(id: String) -> Bool {
+        shard(id).state.withLock { $0.applicationsByID[id] != nil }
+    }
+
+    public func waitForRelease(_ key: SessionKey, lockID: LockID, deadline: ContinuousClock.Instant) {
+        let waiter = DispatchSemaphore(value: 0)
+        let waiting = shard(key.id).state.withLock { shard in
+            guard var entry = shard.entries[key], entry.lock == lockID else { return false }
+            entry.waiters.append(waiter)
+            shard.entries[key] = entry
+            return true
+        }
+        guard waiting else { return }
+        let remaining = deadline - ContinuousClock.now
+        guard remaining > .zero else { return }
+        let (seconds, attoseconds) = remaining.components
+        _ = waiter.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+        // A timed-out waiter may stay in the list until the next release; signalling it then is
+        // harmless.
+    }
+
+    // MARK: Beyond the provider contract
+
+    /// Live sessions of `application` (classic ASP's `max`).
+    public func count(application: String) -> Int {
+        shards.reduce(0) { total, box in total + box.state.withLock { $0.countByApplication[application] ?? 0 } }
+    }
+
+    /// Live sessions in all applications.
+    public var count: Int {
+        shards.reduce(0) { total, box in total + box.state.withLock { $0.entries.count } }
+    }
+
+    /// Ends the sessions whose time is up and calls the expire callback for each (not for
+    /// uninitialized items, as ASP.NET). The host calls this every second.
+    @discardableResult
+    public func removeExpiredItems() -> Int {
+        let now = clock.now
+        var ended = 0
+        for box in shards {
+            let expired: [(SessionKey, SessionStateStoreData)] = box.state.withLock { shard in
+                var expired: [(SessionKey, SessionStateStoreData)] = []
+                while let node = shard.schedule.first, node.at <= now {
+                    shard.schedule.removeFirst()
+                    guard var entry = shard.entries[node.key], entry.generation == node.generation else { continue }
+                    if entry.expiresAt > now || entry.lock != nil {
+                        // Touched since it was scheduled, or a request still holds it: look again
+                        // when it could next be due.
+                        entry.scheduledAt = max(entry.expiresAt, now + .seconds(1))
+                        shard.entries[node.key] = entry
+                        shard.schedule.push(ExpiryHeap.Node(at: entry.scheduledAt, key: node.key, generation: entry.generation))
+                        continue
+                    }
+                    if let removed = shard.remove(node.key), !removed.uninitialized { expired.append((node.key, removed.data)) }
+                }
+                return expired
+            }
+            ended += expired.count
+            notifyEnded(expired, reason: .expired)
+        }
+        return ended
+    }
+
+    private func notifyEnded(_ sessions: [(SessionKey, SessionStateStoreData)], reason: SessionEndReason) {
+        guard !sessions.isEmpty, let callback = expireCallback.withLock({ $0 }) else { return }
+        for (key, data) in sessions { callback(key, data, reason) }
+    }
+}
+
+/// A binary min-heap of expiry times.
+struct ExpiryHeap {
+    struct Node {
+        var at: Duration
+        var key: SessionKey
+        var generation: UInt64
+    }
+
+    private var nodes: [Node] = []
+
+    var first: Node? { nodes.first }
+    var count: Int { nodes.count }
+
+    mutating func push(_ node: Node) {
+        nodes.append(node)
+        var child = nodes.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard nodes[child].at < nodes[parent].at else { break }
+            nodes.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        let last = nodes.removeLast()
+        guard !nodes.isEmpty else { return }
+        nodes[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < nodes.count else { break }
+            let right = left + 1
+            let smaller = right < nodes.count && nodes[right].at < nodes[left].at ? right : left
+            guard nodes[smaller].at < nodes[parent].at else { break }
+            nodes.swapAt(parent, smaller)
+            parent = smaller
+        }
+    }
+}

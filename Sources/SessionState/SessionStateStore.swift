@@ -1,0 +1,115 @@
+import Foundation
+
+/// Where a session lives in a store: the application (sessions of different applications are
+/// kept apart, as ASP.NET's stores partition by application) and the session ID.
+public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
+    public var application: String
+    public var id: String
+
+    public init(application: String, id: String) {
+        self.application = application
+        self.id = id
+    }
+
+    public var description: String { "\(application)#\(id)" }
+}
+
+/// What a store keeps for a session: its items and its timeout.
+public struct SessionStateStoreData: Sendable {
+    public var items: SessionItems
+    /// Minutes.
+    public var timeout: Int
+
+    public init(items: SessionItems = SessionItems(), timeout: Int) {
+        self.items = items
+        self.timeout = timeout
+    }
+}
+
+/// Identifies one holder of a session's exclusive lock ("lock cookie"); a new one per acquire.
+public struct LockID: Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int
+
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+
+    public var description: String { "\(rawValue)" }
+}
+
+/// `SessionStateActions`: `initializeItem` when the item was created uninitialized and this is
+/// its first read (the session counts as new).
+public enum SessionStateActions: Sendable, Hashable {
+    case none
+    case initializeItem
+}
+
+/// The answer of `getItem`/`getItemExclusive`.
+public enum StoreLookup: Sendable {
+    /// The item; `lockID` is the lock taken (exclusive reads only).
+    case found(SessionStateStoreData, lockID: LockID?, actions: SessionStateActions)
+    /// Another request holds the lock: since how long, and its lock.
+    case locked(lockAge: Duration, lockID: LockID)
+    case notFound
+}
+
+/// Why a session ended.
+public enum SessionEndReason: String, Sendable {
+    case expired
+    case abandoned
+}
+
+/// A store that cannot answer (down, unreachable, corrupt data).
+public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
+}
+
+/// A session-state store: ASP.NET's `SessionStateStoreProviderBase`. The request pipeline calls
+/// it on worker threads and may block; an out-of-process store does its I/O in these calls.
+///
+/// Locking contract: `getItemExclusive` takes the lock when it is free and answers `.locked`
+/// when another request holds it; `setAndReleaseItemExclusive`, `releaseItemExclusive` and
+/// `removeItem` act only when given the current holder's `LockID` (a broken lock's old holder
+/// is ignored).
+public protocol SessionStateStore: Sendable {
+    /// Registers the handler of ended sessions (`Session_End`); returns whether this store calls
+    /// it (only stores that see expiry happen can).
+    func setItemExpireCallback(_ callback: @escaping @Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void) -> Bool
+
+    /// Reads the item without locking (read-only requests); refreshes its expiry.
+    func getItem(_ key: SessionKey) throws(SessionStoreError) -> StoreLookup
+    /// Reads the item and takes its lock (read-write requests); refreshes its expiry.
+    func getItemExclusive(_ key: SessionKey) throws(SessionStoreError) -> StoreLookup
+    /// Unlocks without saving (nothing changed, or the handler failed). Also breaks a stale lock
+    /// when given the stale holder's ID.
+    func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError)
+    /// Saves and unlocks; `newItem` inserts a session the store has not seen (no lock then).
+    func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) throws(SessionStoreError)
+    /// Deletes the item (Abandon); with a nil lock only when nobody holds it.
+    func removeItem(_ key: SessionKey, lockID: LockID?) throws(SessionStoreError)
+    /// Refreshes the expiry of a session a request did not need to read.
+    func resetItemTimeout(_ key: SessionKey) throws(SessionStoreError)
+    /// Inserts an empty item that the next read reports as new (`.initializeItem`); never
+    /// replaces an existing one.
+    func createUninitializedItem(_ key: SessionKey, timeout: Int) throws(SessionStoreError)
+    /// Whether any application has a live session with this ID (an ID counts as known then).
+    func containsSession(id: String) throws(SessionStoreError) -> Bool
+    /// Blocks until the lock `lockID` on `key` may have been released or `deadline` passes.
+    /// Out-of-process stores poll (the default); an in-process store wakes at the release.
+    func waitForRelease(_ key: SessionKey, lockID: LockID, deadline: ContinuousClock.Instant)
+}
+
+extension SessionStateStore {
+    public func createNewStoreData(timeout: Int) -> SessionStateStoreData {
+        SessionStateStoreData(timeout: timeout)
+    }
+
+    /// Polls every 500 ms, ASP.NET's interval.
+    public func waitForRelease(_ key: SessionKey, lockID: LockID, deadline: ContinuousClock.Instant) {
+        let wake = min(deadline, ContinuousClock.now + .milliseconds(500))
+        let remaining = wake - ContinuousClock.now
+        if remaining > .zero { Thread.sleep(forTimeInterval: Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18) }
+    }
+}

@@ -1,0 +1,92 @@
+public import Foundation
+
+/// A value kept in a session. In-process stores keep it as is; out-of-process stores keep its
+/// serialized form (`SessionStateSerializer`).
+public enum SessionValue: Sendable {
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case date(Date)
+    case data(Data)
+    /// Any `Codable` value, kept as the value itself in process.
+    case codable(any Codable & Sendable)
+    /// A `Codable` value read back from a serialized session, decoded when first asked for as
+    /// a type (the bytes are JSON).
+    case encoded(Data)
+
+    /// The value as JSON-compatible text for diagnostics (the probe app, logs).
+    public var jsonValue: Any {
+        switch self {
+        case .string(let value): value
+        case .int(let value): value
+        case .double(let value): value
+        case .bool(let value): value
+        case .date(let value): value.ISO8601Format()
+        case .data(let value): value.base64EncodedString()
+        case .codable(let value): (try? JSONEncoder().encode(value)).flatMap { String(data: $0, encoding: .utf8) } ?? "\(value)"
+        case .encoded(let value): String(decoding: value, as: UTF8.self)
+        }
+    }
+
+    /// The `Codable` value of type `T`, decoding the serialized form if needed.
+    func decoded<T: Codable & Sendable>(as type: T.Type) -> T? {
+        switch self {
+        case .codable(let value): value as? T
+        case .encoded(let data): try? JSONDecoder().decode(T.self, from: data)
+        default: nil
+        }
+    }
+}
+
+/// The items of one session: keys compare ignoring case (as ASP.NET's and ASP's), kept in the
+/// order they were first set. Sessions hold a handful of items, so a scan beats hashing.
+public struct SessionItems: Sendable {
+    struct Entry: Sendable {
+        var key: String
+        /// The key lower-cased, for lookups.
+        var folded: String
+        var value: SessionValue
+    }
+
+    var entries: [Entry] = []
+    /// Set by every change; the release step saves a session only when it is dirty, new, or its
+    /// timeout changed.
+    public internal(set) var isDirty = false
+
+    public init() {}
+
+    public var count: Int { entries.count }
+    public var keys: [String] { entries.map(\.key) }
+
+    public subscript(key: String) -> SessionValue? {
+        get {
+            let folded = key.lowercased()
+            return entries.first { $0.folded == folded }?.value
+        }
+        set {
+            let folded = key.lowercased()
+            let index = entries.firstIndex { $0.folded == folded }
+            isDirty = true
+            switch (index, newValue) {
+            case (let index?, let value?): entries[index].value = value
+            case (let index?, nil): entries.remove(at: index)
+            case (nil, let value?): entries.append(Entry(key: key, folded: folded, value: value))
+            case (nil, nil): break
+            }
+        }
+    }
+
+    public mutating func removeAll() {
+        isDirty = true
+        entries.removeAll()
+    }
+
+    /// The items in order, as (key, value).
+    public var elements: [(key: String, value: SessionValue)] {
+        entries.map { ($0.key, $0.value) }
+    }
+
+    /// Marks the items saved.
+    mutating func markClean() { isDirty = false }
+}
