@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
         .executable(name: "demo", targets: ["Demo"]),
+        .executable(name: "session-probe", targets: ["SessionProbe"]),
         .executable(name: "bench-hello", targets: ["BenchHello"]),
         .executable(name: "bench-config", targets: ["BenchConfigLookup"]),
     ],
@@ -81,6 +82,7 @@ let package = Package(
             name: "SessionHostCLI",
             dependencies: [
                 "SessionHost",
+                "SessionState",
                 "WebConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -92,6 +94,7 @@ let package = Package(
             name: "session-host",
             dependencies: [
                 "SessionHost",
+                "SessionState",
                 "WebConfiguration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,6 +105,12 @@ let package = Package(
             name: "Demo",
             dependencies: ["SessionHostCLI", "WebConfiguration"],
             path: "examples/Demo",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "SessionProbe",
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState"],
+            path: "examples/SessionProbe",
             swiftSettings: strict
         ),
         .executableTarget(

@@ -4,6 +4,7 @@ public import FastCGI
 import HTTPTypes
 public import Logging
 public import ServiceLifecycle
+import SessionState
 import Synchronization
 public import WebConfiguration
 
@@ -55,12 +56,15 @@ public final class HostServer: Service, Sendable {
     private let requestCounter = Atomic<UInt64>(0)
     /// The per-URL session configuration, memoised and re-read when files change.
     public let configurationStore: ConfigurationStore
+    /// Both session domains and their stores.
+    let sessions: SessionManager
 
-    public init(configuration: HostConfiguration, routes: Routes, logger: Logger) {
+    public init(configuration: HostConfiguration, routes: Routes, sessions: SessionOptions = SessionOptions(), logger: Logger) {
         self.configuration = configuration
         self.routes = routes
         self.logger = logger
-        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger)
+        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: SessionStoreProviders.validate)
+        self.sessions = SessionManager(options: sessions, logger: logger)
     }
 
     public func run() async throws {
@@ -78,6 +82,14 @@ public final class HostServer: Service, Sendable {
         let store = configurationStore
         let interval = configuration.configurationCheckInterval
         let watcher = Task.detached { await store.watchForChanges(every: interval) }
+        let sessions = self.sessions
+        let expiryInterval = sessions.options.expiryCheckInterval
+        let expiry = Task.detached {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: expiryInterval) } catch { return }
+                sessions.removeExpired()
+            }
+        }
         // SIGHUP forces a reload; it is ignored so that it never kills the worker.
         signal(SIGHUP, SIG_IGN)
         let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
@@ -86,6 +98,7 @@ public final class HostServer: Service, Sendable {
         defer {
             hangUp.cancel()
             watcher.cancel()
+            expiry.cancel()
         }
         let outcome = await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -111,7 +124,7 @@ public final class HostServer: Service, Sendable {
         do {
             var request = try Request(fastCGI)
             let site = request.cgiParams["SESSIONHOST_SITE"].map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? configuration.site
-            switch configurationStore.configuration(site: site, path: request.path) {
+            switch settings(for: &request, site: site) {
             case .success(let settings):
                 request.configuration = settings
             case .failure(let errors):
@@ -123,8 +136,20 @@ public final class HostServer: Service, Sendable {
                 logger.debug("\(method) \(uri) \(status.code) configuration error", metadata: ["request": "\(id)"])
                 return
             }
-            if let handler = routes.handler(for: request.path) {
-                response = try run(handler, request)
+            if let route = routes.route(for: request.path) {
+                switch sessions.begin(&request, needs: route.sessions, requestID: id) {
+                case .respond(let early):
+                    response = early
+                case .proceed(let ticket):
+                    do {
+                        let answer = try run(route.handler, request)
+                        response = sessions.end(ticket, response: answer, failed: false, requestID: id) ?? answer
+                    } catch {
+                        // The handler failed: its session changes are discarded, locks released.
+                        sessions.end(ticket, response: nil, failed: true, requestID: id)
+                        throw error
+                    }
+                }
             } else {
                 response = ErrorPage.response(.notFound, detail: "There is nothing at this address.")
             }
@@ -141,6 +166,21 @@ public final class HostServer: Service, Sendable {
             let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
             logger.debug("\(method) \(uri) \(status.code) \(writer.bytesWritten)B \(milliseconds.formatted(.number.precision(.fractionLength(3))))ms", metadata: ["request": "\(id)"])
         }
+    }
+
+    /// The configuration of the request's URL. A cookieless-session segment (`/app/(S(id))/…`)
+    /// right after the application path of an application with cookieless sessions is taken out
+    /// of the path first, so routing and handlers see the path without it.
+    private func settings(for request: inout Request, site: SiteSelector) -> ConfigurationStore.Lookup {
+        if let found = CookielessData.extract(from: request.path) {
+            let lookup = configurationStore.configuration(site: site, path: found.stripped)
+            if case .success(let settings) = lookup, settings.sessionState.cookieless != .useCookies, settings.application.path == found.before {
+                request.path = found.stripped
+                request.cookieless = found.data
+                return lookup
+            }
+        }
+        return configurationStore.configuration(site: site, path: request.path)
     }
 
     static func isLoopback(_ address: String) -> Bool {

@@ -1,4 +1,5 @@
 public import FastCGI
+public import SessionState
 public import HTTPTypes
 public import WebConfiguration
 
@@ -12,7 +13,7 @@ public struct Request: Sendable {
     /// The request URI as the client sent it, query included, not decoded (`REQUEST_URI`).
     public let rawURI: String
     /// The decoded, normalised path: no `.`/`..` segments, no empty segments, never above `/`.
-    public let path: String
+    public internal(set) var path: String
     /// The undecoded query string, without `?`.
     public let queryString: String
     public let body: [UInt8]
@@ -27,6 +28,17 @@ public struct Request: Sendable {
     /// The effective session configuration of this URL (from machine.config down to this
     /// folder's web.config); nil only for a request built outside a running host.
     public internal(set) var configuration: EffectiveConfiguration?
+    /// The ASP.NET session, when the handler asked for one and the URL's settings allow it
+    /// (`mode` not Off, `pages/@enableSessionState` not false).
+    public internal(set) var session: ASPNETSession?
+    /// The classic ASP session, when the handler asked for one and `asp/session/@allowSessionState`
+    /// is true for the URL's folder.
+    public internal(set) var aspSession: ASPSession?
+    /// Why `session` / `aspSession` is nil.
+    var sessionUnavailable: String? = "The handler did not ask for the ASP.NET session (routes: sessions: .aspNet(.readWrite) or .readOnly)."
+    var aspSessionUnavailable: String? = "The handler did not ask for the classic ASP session (routes: sessions: SessionRequirements(classicASP: true))."
+    /// The cookieless segment the URL carried, stripped from `path`.
+    var cookieless: CookielessData?
 
     /// Builds a request from FastCGI parameters; fails when the path is malformed or climbs
     /// above the root.
@@ -88,6 +100,32 @@ public struct Request: Sendable {
         queryItems.first { $0.name == name }?.value
     }
 
+    /// The ASP.NET session, or an error saying why there is none.
+    public func requireSession() throws(SessionUnavailable) -> ASPNETSession {
+        guard let session else { throw SessionUnavailable(reason: sessionUnavailable ?? "No ASP.NET session.") }
+        return session
+    }
+
+    /// The classic ASP session, or an error saying why there is none (e.g. `allowSessionState`
+    /// is false for this folder).
+    public func requireASPSession() throws(SessionUnavailable) -> ASPSession {
+        guard let aspSession else { throw SessionUnavailable(reason: aspSessionUnavailable ?? "No classic ASP session.") }
+        return aspSession
+    }
+
+    /// `path` with this request's cookieless segment inserted after the application path
+    /// (ASP.NET's `ApplyAppPathModifier`), so a link keeps the session in cookieless mode.
+    /// Paths outside the application, relative paths and absolute URLs come back unchanged.
+    public func sessionURL(_ path: String) -> String {
+        guard let cookieless, !cookieless.values.isEmpty, path.hasPrefix("/"), !path.hasPrefix("//"),
+              let application = configuration?.application.path
+        else { return path }
+        let base = application == "/" ? "" : application
+        guard base.isEmpty || path == base || path.hasPrefix(base + "/") || path.hasPrefix(base + "?") else { return path }
+        let rest = path.dropFirst(base.count)
+        return base + "/" + cookieless.segment + (rest.isEmpty ? "/" : rest)
+    }
+
     /// The body as UTF-8 text.
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 
@@ -105,4 +143,11 @@ public enum RequestError: Error, Hashable, CustomStringConvertible {
         case .malformedPath(let path): "malformed request path '\(path)'"
         }
     }
+}
+
+/// A session was asked for that this request does not have.
+public struct SessionUnavailable: Error, Hashable, CustomStringConvertible {
+    public var reason: String
+
+    public var description: String { reason }
 }

@@ -22,6 +22,21 @@ enum URLPath {
         return "/" + segments.joined(separator: "/") + (trailingSlash ? "/" : "")
     }
 
+    /// A decoded path made safe for a `Location` header: bytes outside RFC 3986's path characters
+    /// are percent-encoded (`%` itself included).
+    static func percentEncodePath(_ path: String) -> String {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/".utf8)
+        var encoded = ""
+        for byte in path.utf8 {
+            if allowed.contains(byte) {
+                encoded.unicodeScalars.append(UnicodeScalar(byte))
+            } else {
+                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return encoded
+    }
+
     /// `name=value` pairs of a query string, decoded (`+` is a space), in order.
     static func queryItems(_ query: Substring) -> [QueryItem] {
         query.split(separator: "&", omittingEmptySubsequences: true).compactMap { pair in
@@ -77,5 +92,11 @@ public struct QueryItem: Sendable, Hashable {
     public init(name: String, value: String) {
         self.name = name
         self.value = value
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

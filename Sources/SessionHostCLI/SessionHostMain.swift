@@ -19,12 +19,12 @@ import ServiceLifecycle
 /// ```
 /// Then `my-app serve --listen unix:/run/my-app.sock`.
 public enum SessionHostMain {
-    public static func run(routes: Routes, abstract: String = "A web app served by SessionHost behind nginx (FastCGI).") async {
+    public static func run(routes: Routes, sessions: SessionOptions = SessionOptions(), abstract: String = "A web app served by SessionHost behind nginx (FastCGI).") async {
         AppCommand.abstractText = abstract
         do {
             let command = try AppCommand.parseAsRoot()
             if let serve = command as? ServeCommand {
-                try await serve.serve(routes: routes)
+                try await serve.serve(routes: routes, sessions: sessions)
             } else {
                 var command = command
                 try command.run()
@@ -82,6 +82,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("config-check-interval"), help: ArgumentHelp("Seconds between checks for changed configuration files (SIGHUP reloads at once).", valueName: "seconds"))
     var configCheckInterval: Double = 2
 
+    @Option(name: .customLong("session-queue-limit"), help: ArgumentHelp("Requests that may wait at once for one session's lock (ASP.NET's RequestQueueLimitPerSession); more get 503.", valueName: "count"))
+    var sessionQueueLimit: Int = 50
+
     @Option(name: .customLong("max-body-size"), help: ArgumentHelp("Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.", valueName: "size"))
     var maxBodySize: String = "10M"
 
@@ -97,6 +100,7 @@ struct ServeCommand: ParsableCommand {
         guard parsedBodySize != nil else { throw ValidationError("--max-body-size must be a number of bytes, optionally with K, M or G") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         guard ConfigurationErrorDetails(rawValue: configErrors) != nil else { throw ValidationError("--config-errors must be detailed, local or none") }
+        guard sessionQueueLimit >= 1 else { throw ValidationError("--session-queue-limit must be at least 1") }
         guard configCheckInterval > 0 else { throw ValidationError("--config-check-interval must be positive") }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: configDir, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -123,7 +127,7 @@ struct ServeCommand: ParsableCommand {
         return getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening != 0
     }
 
-    func serve(routes: Routes) async throws {
+    func serve(routes: Routes, sessions: SessionOptions) async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -140,10 +144,21 @@ struct ServeCommand: ParsableCommand {
             configurationCheckInterval: .milliseconds(Int(configCheckInterval * 1000)),
             configurationErrorDetails: ConfigurationErrorDetails(rawValue: configErrors) ?? .localRequests
         )
-        let host = HostServer(configuration: configuration, routes: routes, logger: logger)
+        var sessions = sessions
+        sessions.queueLimitPerSession = sessionQueueLimit
+        let host = HostServer(configuration: configuration, routes: routes, sessions: sessions, logger: logger)
         switch host.configurationStore.sites() {
         case .success(let sites):
             logger.info("configuration from \(configDir): sites \(sites.map { "\"\($0.name)\" (id \($0.id))" }.joined(separator: ", "))")
+            // Every web.config is checked now, so that a setting this build cannot serve (a
+            // session-state mode it lacks, say) shows at startup, not at the first request.
+            let errors = host.configurationStore.check()
+            for error in errors {
+                logger.error("invalid configuration: \(error)")
+            }
+            if !errors.isEmpty {
+                logger.error("\(errors.count) configuration errors: the URLs they affect get the configuration-error page (500.19) until they are fixed")
+            }
         case .failure(let errors):
             logger.error("the server-level configuration is invalid; every request will get the configuration-error page until it is fixed", metadata: [
                 "errors": "\(errors)",

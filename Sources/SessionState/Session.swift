@@ -76,7 +76,7 @@ public final class SessionContents: Sendable {
     var isReadOnly: Bool { state.withLock { $0.readOnly } }
 
     /// Runs `body` with the session writable (Session_Start may write in a read-only request).
-    func writable(_ body: () -> Void) {
+    package func writable(_ body: () -> Void) {
         let wasReadOnly = state.withLock { state in
             defer { state.readOnly = false }
             return state.readOnly
@@ -207,7 +207,7 @@ public final class ASPNETSession: SessionObject {
     /// Whether the ID travels in the URL in this request.
     public let isCookieless: Bool
 
-    init(contents: SessionContents, sessionID: String, mode: SessionStateMode, cookieMode: CookieMode, isCookieless: Bool) {
+    package init(contents: SessionContents, sessionID: String, mode: SessionStateMode, cookieMode: CookieMode, isCookieless: Bool) {
         self.contents = contents
         self.sessionID = sessionID
         self.mode = mode
@@ -217,7 +217,7 @@ public final class ASPNETSession: SessionObject {
 
     /// The limits of `Session.Timeout` and ASP.NET's messages: 1 … 525 600 minutes (one year)
     /// for InProc and StateServer; other stores accept any positive value.
-    static func timeoutRule(mode: SessionStateMode) -> (ClosedRange<Int>, @Sendable (Int) -> String) {
+    package static func timeoutRule(mode: SessionStateMode) -> (ClosedRange<Int>, @Sendable (Int) -> String) {
         let limited = mode == .inProc || mode == .stateServer
         return (1...(limited ? 525_600 : Int(Int32.max)), { minutes in
             minutes <= 0 ? "The argument to SetTimeout must be greater than 0." : "For InProc and StateServer modes, the session timeout value cannot be larger than one year."
@@ -233,14 +233,14 @@ public final class ASPSession: SessionObject {
     /// The 24-letter value of the `ASPSESSIONID…` cookie.
     public let cookieValue: String
 
-    init(contents: SessionContents, cookieValue: String) {
+    package init(contents: SessionContents, cookieValue: String) {
         self.contents = contents
         self.cookieValue = cookieValue
         sessionID = ASPSessionID.number(of: cookieValue)
     }
 
     /// `Session.Timeout` in minutes: 1 … 1440, IIS's documented range.
-    static let timeoutRule: (ClosedRange<Int>, @Sendable (Int) -> String) = (1...1440, { minutes in
+    package static let timeoutRule: (ClosedRange<Int>, @Sendable (Int) -> String) = (1...1440, { minutes in
         "Session.Timeout must be between 1 and 1440 minutes; \(minutes) is not."
     })
 }

@@ -29,6 +29,11 @@ public final class ConfigurationStore: Sendable {
     public let directory: String
     private let logger: Logger
     private let state = Mutex(State())
+    /// Checks made on every resolved configuration beyond the schema's (e.g. that the build
+    /// provides the session-state mode); their errors make the URL's configuration invalid.
+    private let validate: Validator?
+
+    public typealias Validator = @Sendable (EffectiveConfiguration) -> [ConfigurationError]
 
     /// Memoised URLs kept before the memo is emptied (it refills as URLs are asked for again).
     static let resultLimit = 10_000
@@ -50,10 +55,11 @@ public final class ConfigurationStore: Sendable {
         var results: [ResultKey: Lookup] = [:]
     }
 
-    public init(directory: String, logger: Logger = Logger(label: "sessionhost.config")) {
+    public init(directory: String, logger: Logger = Logger(label: "sessionhost.config"), validate: Validator? = nil) {
         XMLReader.initialize()
         self.directory = directory
         self.logger = logger
+        self.validate = validate
     }
 
     /// The effective settings of `path` (a normalised URL path such as `/app/dir/page`) in `site`.
@@ -67,7 +73,7 @@ public final class ConfigurationStore: Sendable {
 
         var reader = FileReader(known: files)
         let machineLevel = machine ?? Self.loadMachineLevel(directory: directory, reader: &reader)
-        let result = Self.resolve(machineLevel, site: site, path: path, reader: &reader)
+        let result = checked(Self.resolve(machineLevel, site: site, path: path, reader: &reader))
         if case .failure(let errors) = result {
             logger.error("invalid configuration", metadata: [
                 "path": "\(path)", "site": "\(site)", "errors": "\(errors.errors.map(\.description).joined(separator: "; "))",
@@ -180,11 +186,17 @@ public final class ConfigurationStore: Sendable {
                         }
                     }
                 }
-                add(Resolver(machine: machine, site: site, segments: segments)
-                    .resolve(path: "/" + segments.joined(separator: "/")) { reader.webConfig(in: $0) })
+                add(checked(Resolver(machine: machine, site: site, segments: segments)
+                    .resolve(path: "/" + segments.joined(separator: "/")) { reader.webConfig(in: $0) }))
             }
         }
         return errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) }
+    }
+
+    private func checked(_ result: Lookup) -> Lookup {
+        guard let validate, case .success(let configuration) = result else { return result }
+        let errors = validate(configuration)
+        return errors.isEmpty ? result : .failure(ConfigurationErrors(errors))
     }
 
     // MARK: Reading

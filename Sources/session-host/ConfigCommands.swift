@@ -1,3 +1,4 @@
+import SessionState
 import ArgumentParser
 import Foundation
 import Logging
@@ -44,7 +45,7 @@ struct ShowCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() })
+        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionStoreProviders.validate)
         let selector: SiteSelector = site.map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? .default
         switch store.configuration(site: selector, path: urlPath) {
         case .success(let settings):
@@ -68,7 +69,7 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var directory: ConfigDirectoryOption
 
     func run() throws {
-        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() })
+        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionStoreProviders.validate)
         let errors = store.check()
         guard !errors.isEmpty else {
             print("OK: the configuration in \(directory.configDir) and every site's web.config files are valid.")

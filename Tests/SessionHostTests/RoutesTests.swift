@@ -3,7 +3,7 @@ import Testing
 
 struct RoutesTests {
     func target(_ routes: Routes, _ path: String) throws -> String? {
-        guard let handler = routes.handler(for: path), case .sync(let run) = handler else { return nil }
+        guard let handler = routes.route(for: path), case .sync(let run) = handler.handler else { return nil }
         return try run(Request(.init(params: .init([(name: "REQUEST_URI", value: path)])))).headers[.init("X-Route")!]
     }
 
@@ -28,7 +28,7 @@ struct RoutesTests {
     @Test func unmatchedPathHasNoHandler() {
         var routes = Routes()
         routes.prefix("/docs") { _ in .text("") }
-        #expect(routes.handler(for: "/docsx") == nil)
-        #expect(routes.handler(for: "/") == nil)
+        #expect(routes.route(for: "/docsx") == nil)
+        #expect(routes.route(for: "/") == nil)
     }
 }

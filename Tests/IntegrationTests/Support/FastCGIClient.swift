@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Speaks FastCGI records directly to the worker's socket, the way nginx does, and also the ways
@@ -43,9 +44,9 @@ final class FastCGIConnection {
     }
 
     /// The records of a whole request, body split into STDIN records.
-    static func requestBytes(id: UInt16 = 1, uri: String, method: String = "GET", body: [UInt8] = [], keepConnection: Bool) -> [UInt8] {
+    static func requestBytes(id: UInt16 = 1, uri: String, method: String = "GET", body: [UInt8] = [], extraParams: [(String, String)] = [], keepConnection: Bool) -> [UInt8] {
         var bytes = begin(id: id, keepConnection: keepConnection)
-        bytes += record(type: params, id: id, content: pairs(standardParams(method: method, uri: uri, bodyLength: body.count)))
+        bytes += record(type: params, id: id, content: pairs(standardParams(method: method, uri: uri, bodyLength: body.count) + extraParams))
         bytes += record(type: params, id: id)
         var offset = 0
         while offset < body.count {
@@ -59,8 +60,8 @@ final class FastCGIConnection {
 
     func send(_ bytes: [UInt8]) throws { try Sockets.sendAll(fd, bytes) }
 
-    func request(_ uri: String, method: String = "GET", body: [UInt8] = [], keepConnection: Bool = false) throws -> FastCGIReply {
-        try send(Self.requestBytes(uri: uri, method: method, body: body, keepConnection: keepConnection))
+    func request(_ uri: String, method: String = "GET", body: [UInt8] = [], extraParams: [(String, String)] = [], keepConnection: Bool = false) throws -> FastCGIReply {
+        try send(Self.requestBytes(uri: uri, method: method, body: body, extraParams: extraParams, keepConnection: keepConnection))
         return try readReply()
     }
 
@@ -124,6 +125,15 @@ struct FastCGIReply {
         let head = String(decoding: stdout.prefix(200), as: UTF8.self)
         guard head.hasPrefix("Status: ") else { return nil }
         return Int(head.dropFirst(8).prefix(3))
+    }
+
+    /// The CGI header lines named `name` (case-insensitive), values only.
+    func headers(_ name: String) -> [String] {
+        guard let end = stdout.indices.first(where: { stdout[$0...].starts(with: [13, 10, 13, 10]) }) else { return [] }
+        return String(decoding: stdout[..<end], as: UTF8.self).components(separatedBy: "\r\n").compactMap { line in
+            guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name.lowercased() else { return nil }
+            return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
     }
 
     var body: [UInt8] {

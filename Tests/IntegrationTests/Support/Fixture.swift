@@ -24,14 +24,15 @@ final class Fixture {
         return beside
     }()
 
-    init(nginx withNginx: Bool = true, workerArguments: [String] = []) throws {
+    /// `workerName`: the executable to run (TestWorker, or session-probe), from the built products.
+    init(nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = []) throws {
         directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-test-\(UUID().uuidString.prefix(8))")
         for sub in ["logs", "run", "tmp"] {
             try FileManager.default.createDirectory(at: directory.appending(path: sub), withIntermediateDirectories: true)
         }
         socketPath = directory.appending(path: "worker.sock").path
         worker = Process()
-        worker.executableURL = Self.products.appending(path: "TestWorker")
+        worker.executableURL = Self.products.appending(path: workerName)
         worker.arguments = ["serve", "--listen", "unix:\(socketPath)", "--threads", "8"] + workerArguments
         let log = directory.appending(path: "logs/worker.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)

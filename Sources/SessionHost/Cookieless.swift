@@ -1,0 +1,87 @@
+/// The cookieless-data segment of a URL (`/app/(S(id)X(1))/rest`, spec §3.1): one path segment
+/// right after the application path holding `<letter>(value)` groups. ASP.NET's tokens: `S` the
+/// session ID, `X` the AutoDetect marker, `A` and `F` other features (kept as they are).
+struct CookielessData: Hashable, Sendable {
+    /// In the order they appear.
+    var values: [(token: Character, value: String)]
+
+    init(values: [(token: Character, value: String)] = []) {
+        self.values = values
+    }
+
+    static func == (lhs: CookielessData, rhs: CookielessData) -> Bool {
+        lhs.values.elementsEqual(rhs.values) { $0.token == $1.token && $0.value == $1.value }
+    }
+
+    func hash(into hasher: inout Hasher) {
+        for (token, value) in values {
+            hasher.combine(token)
+            hasher.combine(value)
+        }
+    }
+
+    subscript(token: Character) -> String? {
+        get { values.first { $0.token == token }?.value }
+        set {
+            values.removeAll { $0.token == token }
+            if let newValue { values.append((token, newValue)) }
+        }
+    }
+
+    /// The segment text, `(S(id)X(1))`; empty when there are no values.
+    var segment: String {
+        values.isEmpty ? "" : "(" + values.map { "\($0.token)(\($0.value))" }.joined() + ")"
+    }
+
+    /// Parses one path segment (ASP.NET's `IsValidHeader`): at least 3 characters, only
+    /// `<A-Z>(value)` groups, values without `/`, `(` or `)`. Nil when it is not one.
+    init?(segment: Substring) {
+        guard segment.count >= 5, segment.first == "(", segment.last == ")" else { return nil }
+        var values: [(Character, String)] = []
+        var rest = segment.dropFirst().dropLast()
+        while let token = rest.first {
+            guard token.isASCII, token.isUppercase, rest.dropFirst().first == "(" else { return nil }
+            rest = rest.dropFirst(2)
+            guard let close = rest.firstIndex(of: ")") else { return nil }
+            let value = rest[..<close]
+            guard !value.contains("("), !value.contains("/") else { return nil }
+            values.append((token, String(value)))
+            rest = rest[rest.index(after: close)...]
+        }
+        guard !values.isEmpty else { return nil }
+        self.values = values
+    }
+
+    /// Finds the first cookieless segment of a normalised path. Returns the path without it and
+    /// the path before it (the application path it must follow).
+    static func extract(from path: String) -> (data: CookielessData, stripped: String, before: String)? {
+        for segment in path.split(separator: "/") {
+            guard let data = CookielessData(segment: segment) else { continue }
+            let before = String(path[..<segment.startIndex].dropLast())
+            let after = path[segment.endIndex...]
+            return (data, before + (after.isEmpty ? "/" : after), before.isEmpty ? "/" : before)
+        }
+        return nil
+    }
+
+    /// `path` (normalised, decoded) with the segment inserted right after `applicationPath`,
+    /// percent-encoded for a `Location` header.
+    func insert(into path: String, applicationPath: String) -> String {
+        let base = applicationPath == "/" ? "" : applicationPath
+        let rest = path.hasPrefix(base) ? String(path.dropFirst(base.count)) : path
+        return URLPath.percentEncodePath(base + "/" + segment + (rest.isEmpty ? "/" : rest))
+    }
+}
+
+/// Browsers that take no cookies, for `cookieless="UseDeviceProfile"`. ASP.NET reads browser
+/// capability files; SessionHost keeps this short table of user-agent fragments of devices
+/// known to lack cookie support (early WAP and i-mode phones). Every other client is assumed to
+/// take cookies.
+enum DeviceProfile {
+    static let cookielessUserAgents = ["DoCoMo/", "UP.Browser/", "J-PHONE/", "KDDI-", "Vodafone/", "SoftBank/"]
+
+    static func supportsCookies(userAgent: String?) -> Bool {
+        guard let userAgent else { return true }
+        return !cookielessUserAgents.contains { userAgent.contains($0) }
+    }
+}

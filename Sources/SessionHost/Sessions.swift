@@ -1,0 +1,319 @@
+import Foundation
+public import SessionState
+import HTTPTypes
+import Logging
+import WebConfiguration
+
+/// The app's session hooks and the knobs of the session pipeline.
+public struct SessionOptions: Sendable {
+    /// Session_Start of the ASP.NET domain: runs when a session starts, before the handler, and
+    /// may store values. Its presence makes every new session be kept (spec §2.4).
+    public var onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)?
+    /// Session_End of the ASP.NET domain (InProc): on expiry and on Abandon, with no request.
+    public var onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)?
+    /// Session_OnStart of classic ASP.
+    public var onASPSessionStart: (@Sendable (ASPSession) -> Void)?
+    /// Session_OnEnd of classic ASP.
+    public var onASPSessionEnd: (@Sendable (EndedSession) -> Void)?
+    /// Requests that may wait for one session's lock at once (ASP.NET's
+    /// `aspnet:RequestQueueLimitPerSession`); more are refused with 503.
+    public var queueLimitPerSession: Int
+    /// The time expiry and lock age are measured with; tests inject a manual clock.
+    public var clock: any SessionClock
+    /// How often expired in-process sessions are ended (and Session_End raised).
+    public var expiryCheckInterval: Duration
+
+    public init(
+        onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)? = nil, onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
+        onASPSessionStart: (@Sendable (ASPSession) -> Void)? = nil, onASPSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
+        queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1)
+    ) {
+        self.onASPNETSessionStart = onASPNETSessionStart
+        self.onASPNETSessionEnd = onASPNETSessionEnd
+        self.onASPSessionStart = onASPSessionStart
+        self.onASPSessionEnd = onASPSessionEnd
+        self.queueLimitPerSession = queueLimitPerSession
+        self.clock = clock
+        self.expiryCheckInterval = expiryCheckInterval
+    }
+}
+
+/// Both session domains of the host: the HTTP half of the pipeline (IDs in cookies or URLs,
+/// redirects, cookies) around `SessionDomain`, which does the store work.
+final class SessionManager: Sendable {
+    let options: SessionOptions
+    /// ASP.NET `mode="InProc"`.
+    let aspNetStore: InProcSessionStore
+    /// Classic ASP: always in process (as in IIS), a store of its own.
+    let aspStore: InProcSessionStore
+    let aspNet: SessionDomain
+    let asp: SessionDomain
+    private let logger: Logger
+
+    init(options: SessionOptions, logger: Logger) {
+        self.options = options
+        self.logger = logger
+        aspNetStore = InProcSessionStore(clock: options.clock)
+        aspStore = InProcSessionStore(clock: options.clock)
+        aspNet = SessionDomain(
+            name: "ASP.NET", store: aspNetStore, queueLimit: options.queueLimitPerSession,
+            hasStartHandler: options.onASPNETSessionStart != nil, onEnd: options.onASPNETSessionEnd, logger: logger)
+        asp = SessionDomain(
+            name: "ASP", store: aspStore, queueLimit: options.queueLimitPerSession,
+            hasStartHandler: options.onASPSessionStart != nil, onEnd: options.onASPSessionEnd, logger: logger)
+    }
+
+    /// Ends expired in-process sessions of both domains.
+    func removeExpired() {
+        aspNetStore.removeExpiredItems()
+        aspStore.removeExpiredItems()
+    }
+
+    /// One domain's session held by a request.
+    struct Held {
+        var domain: SessionDomain
+        var key: SessionKey
+        var contents: SessionContents
+        var lockID: LockID?
+        var storeHadItem: Bool
+        var exclusive: Bool
+        /// The cookie announcing a new ID; sent only if the session is kept.
+        var cookie: Cookie?
+    }
+
+    struct Ticket {
+        var aspNet: Held?
+        var asp: Held?
+    }
+
+    enum Outcome {
+        case proceed(Ticket)
+        /// Answer with this instead of running the handler (a redirect, or an error).
+        case respond(Response)
+    }
+
+    static func applicationKey(_ configuration: EffectiveConfiguration) -> String {
+        "\(configuration.site.id)\(configuration.application.path)"
+    }
+
+    /// Acquires the sessions the handler needs, ASP.NET first, then ASP (always in that order, so
+    /// two requests never wait for each other crosswise).
+    func begin(_ request: inout Request, needs: SessionRequirements, requestID: UInt64) -> Outcome {
+        guard let configuration = request.configuration else { return .proceed(Ticket()) }
+        var ticket = Ticket()
+        do throws(SessionDomain.AcquireError) {
+            switch try beginASPNET(&request, configuration, needs: needs.aspNet) {
+            case .respond(let response): return .respond(response)
+            case .hold(let held): ticket.aspNet = held
+            case .nothing: break
+            }
+            if needs.classicASP {
+                switch try beginASP(&request, configuration) {
+                case .respond(let response):
+                    end(ticket, response: nil, failed: true, requestID: requestID)
+                    return .respond(response)
+                case .hold(let held): ticket.asp = held
+                case .nothing: break
+                }
+            }
+        } catch {
+            end(ticket, response: nil, failed: true, requestID: requestID)
+            switch error {
+            case .queueLimitExceeded:
+                logger.warning("session request queue limit exceeded", metadata: ["request": "\(requestID)", "limit": "\(options.queueLimitPerSession)"])
+                var response = ErrorPage.response(.serviceUnavailable, detail: "The request queue limit of the session is exceeded: too many requests of this session are waiting for it.")
+                response.headers[.retryAfter] = "1"
+                return .respond(response)
+            case .store(let failure):
+                logger.error("session-state store failed", metadata: ["request": "\(requestID)", "error": "\(failure)"])
+                return .respond(ErrorPage.response(.serviceUnavailable, detail: "Session state is unavailable right now.", reference: requestID))
+            }
+        }
+        return .proceed(ticket)
+    }
+
+    private enum DomainOutcome {
+        case nothing
+        case hold(Held)
+        case respond(Response)
+    }
+
+    private func beginASPNET(_ request: inout Request, _ configuration: EffectiveConfiguration, needs: SessionAccess) throws(SessionDomain.AcquireError) -> DomainOutcome {
+        let settings = configuration.sessionState
+        guard settings.mode != .off else {
+            request.sessionUnavailable = "Session state is off for this application (sessionState mode=\"Off\")."
+            return .nothing
+        }
+        var access = needs
+        switch configuration.enableSessionState {
+        case .false:
+            if access != .none { request.sessionUnavailable = "Session state is disabled for this folder (pages enableSessionState=\"false\")." }
+            access = .none
+        case .readOnly: access = min(access, .readOnly)
+        case .true: break
+        }
+        let application = Self.applicationKey(configuration)
+
+        // Where the ID travels in this request (spec §3.3).
+        var usesURL: Bool
+        var markDetected = false
+        let cookieSupport = DeviceProfile.supportsCookies(userAgent: request.header("User-Agent"))
+        switch settings.cookieless {
+        case .useCookies: usesURL = false
+        case .useUri: usesURL = true
+        case .useDeviceProfile: usesURL = !cookieSupport
+        case .autoDetect:
+            if !cookieSupport || request.cookieless?["X"] == "1" {
+                usesURL = true
+            } else if !(request.cgiParams["HTTP_COOKIE"] ?? "").isEmpty {
+                usesURL = false
+            } else if request.query("AspxAutoDetectCookieSupport") == "1" {
+                usesURL = true
+                markDetected = true
+            } else if access != .none {
+                // Probe: does the client send a cookie back?
+                var response = Response.redirect(to: request.rawURI + (request.rawURI.contains("?") ? "&" : "?") + "AspxAutoDetectCookieSupport=1")
+                response.setCookie(try! Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil))
+                return .respond(response)
+            } else {
+                usesURL = false
+            }
+        }
+        let incoming = usesURL ? request.cookieless?["S"] : request.cookies[settings.cookieName]
+        let id = incoming.flatMap(ASPNETSessionID.normalize)
+        let domain = aspNet
+        guard access != .none else {
+            if let id { try? domain.store.resetItemTimeout(SessionKey(application: application, id: id)) }
+            return .nothing
+        }
+        let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+        let rule = ASPNETSession.timeoutRule(mode: settings.mode)
+        let exclusive = access == .readWrite
+        let readOnly = access == .readOnly
+
+        var sessionID: String
+        var held: Held
+        if let id, let acquired = try domain.acquire(SessionKey(application: application, id: id), exclusive: exclusive, executionTimeout: configuration.executionTimeout) {
+            sessionID = id
+            held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: readOnly, rule: rule),
+                        lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive)
+        } else {
+            // No session under this ID here. A URL ID is reused only with
+            // regenerateExpiredSessionId="false" (ASP.NET's unsafe option); a cookie ID only when
+            // another application of this host has a live session under it (one ID serves every
+            // application). Anything else gets a new ID: unknown IDs are never adopted.
+            let adopt: Bool
+            if let id {
+                adopt = usesURL ? !settings.regenerateExpiredSessionId : ((try? domain.store.containsSession(id: id)) ?? false)
+            } else {
+                adopt = false
+            }
+            if let id, adopt {
+                sessionID = id
+            } else {
+                sessionID = ASPNETSessionID.generate()
+                if usesURL {
+                    // The ID goes into the URL: redirect there (spec §3.2). The follow-up must find
+                    // the ID known, so it is created (uninitialized) first.
+                    let key = SessionKey(application: application, id: sessionID)
+                    if settings.regenerateExpiredSessionId {
+                        do { try domain.store.createUninitializedItem(key, timeout: timeout) } catch { throw .store(error) }
+                    }
+                    var data = request.cookieless ?? CookielessData()
+                    if markDetected { data["X"] = "1" }
+                    data["S"] = sessionID
+                    let location = data.insert(into: request.path, applicationPath: configuration.application.path)
+                        + (request.queryString.isEmpty ? "" : "?" + request.queryString)
+                    return .respond(Response.redirect(to: location))
+                }
+            }
+            held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: readOnly, rule: rule),
+                        lockID: nil, storeHadItem: false, exclusive: exclusive)
+            if !usesURL, sessionID != id {
+                held.cookie = Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: sessionID)
+            }
+        }
+        let session = ASPNETSession(contents: held.contents, sessionID: sessionID, mode: settings.mode, cookieMode: settings.cookieless, isCookieless: usesURL)
+        if session.isNewSession, let start = options.onASPNETSessionStart {
+            held.contents.writable { start(session) }
+        }
+        request.session = session
+        request.sessionUnavailable = nil
+        return .hold(held)
+    }
+
+    /// `ASP.NET_SessionId=…; Path=/; HttpOnly; SameSite=Lax` (spec §2.1); `Secure` with
+    /// `<httpCookies requireSSL="true">` or SameSite=None.
+    static func aspNetCookie(settings: SessionStateSettings, httpCookies: HTTPCookiesSettings, id: String) -> Cookie? {
+        let sameSite: Cookie.SameSite? = switch settings.cookieSameSite {
+        case .lax: .lax
+        case .strict: .strict
+        case .none: Cookie.SameSite.none
+        case .unspecified: nil
+        }
+        return try? Cookie(
+            name: settings.cookieName, value: id, path: "/", domain: httpCookies.domain.isEmpty ? nil : httpCookies.domain,
+            secure: httpCookies.requireSSL, httpOnly: true, sameSite: sameSite)
+    }
+
+    private func beginASP(_ request: inout Request, _ configuration: EffectiveConfiguration) throws(SessionDomain.AcquireError) -> DomainOutcome {
+        let settings = configuration.asp
+        guard settings.allowSessionState else {
+            request.aspSessionUnavailable = "Classic ASP session state is disabled for this folder (asp/session allowSessionState=\"false\")."
+            return .nothing
+        }
+        let application = Self.applicationKey(configuration)
+        let cookieName = ASPSessionID.cookieName(site: configuration.site.id, applicationPath: configuration.application.path)
+        let rule = ASPSession.timeoutRule
+        var held: Held
+        var value: String
+        if let id = request.cookies[cookieName].flatMap(ASPSessionID.normalize),
+           let acquired = try asp.acquire(SessionKey(application: application, id: id), exclusive: true, executionTimeout: configuration.executionTimeout) {
+            value = id
+            held = Held(domain: asp, key: SessionKey(application: application, id: id), contents: asp.contents(of: acquired, readOnly: false, rule: rule),
+                        lockID: acquired.lockID, storeHadItem: true, exclusive: true)
+        } else {
+            // `max` counts kept sessions; a new one beyond it is refused (spec §10.3).
+            if settings.max != UInt32.max, aspStore.count(application: application) >= Int(settings.max) {
+                logger.warning("classic ASP session limit reached", metadata: ["application": "\(application)", "max": "\(settings.max)"])
+                return .respond(ErrorPage.response(.internalServerError, detail: "Server Too Busy: the most sessions this application may hold (\(settings.max)) are in use."))
+            }
+            value = ASPSessionID.generate()
+            let minutes = max(1, Int(settings.timeoutSeconds / 60))
+            held = Held(domain: asp, key: SessionKey(application: application, id: value), contents: asp.newContents(timeout: minutes, readOnly: false, rule: rule),
+                        lockID: nil, storeHadItem: false, exclusive: true)
+            // HttpOnly: IIS leaves it off; SessionHost sets it (scripts have no business with it).
+            held.cookie = try? Cookie(name: cookieName, value: value, path: "/", secure: settings.keepSessionIdSecure && request.isSecure, httpOnly: true, sameSite: nil)
+        }
+        let session = ASPSession(contents: held.contents, cookieValue: value)
+        if session.isNewSession, let start = options.onASPSessionStart {
+            held.contents.writable { start(session) }
+        }
+        request.aspSession = session
+        request.aspSessionUnavailable = nil
+        return .hold(held)
+    }
+
+    /// Releases what `ticket` holds (saving per the decision table) and adds the cookies of new
+    /// sessions that were kept. Returns an error page when a store failed to save.
+    @discardableResult
+    func end(_ ticket: Ticket, response: Response?, failed: Bool, requestID: UInt64) -> Response? {
+        var response = response
+        var storeFailed = false
+        // Released in the reverse order of acquisition.
+        for held in [ticket.asp, ticket.aspNet].compactMap({ $0 }) {
+            do {
+                let outcome = try held.domain.release(
+                    held.key, contents: held.contents, lockID: held.lockID, storeHadItem: held.storeHadItem, exclusive: held.exclusive, failed: failed)
+                if outcome == .saved, let cookie = held.cookie { response?.setCookie(cookie) }
+            } catch {
+                storeFailed = true
+                logger.error("\(held.domain.name) session could not be saved", metadata: ["request": "\(requestID)", "session": "\(held.key)", "error": "\(error)"])
+            }
+        }
+        if storeFailed, response != nil {
+            return ErrorPage.response(.serviceUnavailable, detail: "Session state could not be saved.", reference: requestID)
+        }
+        return response
+    }
+}

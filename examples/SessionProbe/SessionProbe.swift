@@ -1,0 +1,117 @@
+import Foundation
+import SessionHost
+import SessionHostCLI
+import SessionState
+
+/// The probe app: shows what both session domains do for any folder of the site, so tests (and
+/// anyone checking behaviour) can drive them over HTTP. It registers no Session_Start handler.
+///
+/// `D/probe` uses both sessions read-write, `D/probe-ro` the ASP.NET session read-only (ASP
+/// read-write), `D/probe-none` neither. Query operations, in this order: `timeout=N`,
+/// `asp-timeout=N`, `set=K&v=V`, `asp-set=K&asp-v=V`, `get=K`, `asp-get=K`, `sleep=MS`,
+/// `clear=1`, `abandon=1`, `asp-abandon=1`. The answer is JSON (see README, "The probe app").
+@main
+struct SessionProbe {
+    static func main() async {
+        var routes = Routes()
+        routes.named("probe", sessions: SessionRequirements(aspNet: .readWrite, classicASP: true), probe)
+        routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
+        routes.named("probe-none", probe)
+        await SessionHostMain.run(routes: routes, abstract: "The session probe: reports and drives both session domains of any folder.")
+    }
+
+    @Sendable
+    static func probe(_ request: Request) -> Response {
+        let tStart = milliseconds()
+        let before = (aspNet: request.session.map(describe), asp: request.aspSession.map(describe))
+        var errors: [[String: String]] = []
+        var getValue: Any = NSNull()
+        var aspGetValue: Any = NSNull()
+
+        /// Runs one operation; a failure is reported and the others still run.
+        func run(_ op: String, _ body: () throws -> Void) {
+            do { try body() } catch { errors.append(["op": op, "error": "\(error)"]) }
+        }
+        func number(_ name: String) throws -> Int {
+            guard let text = request.query(name), let value = Int(text) else { throw ProbeError("\(name) must be an integer") }
+            return value
+        }
+
+        if request.query("timeout") != nil {
+            run("timeout") { try request.requireSession().setTimeout(try number("timeout")) }
+        }
+        if request.query("asp-timeout") != nil {
+            run("asp-timeout") { try request.requireASPSession().setTimeout(try number("asp-timeout")) }
+        }
+        if let key = request.query("set") {
+            run("set") { try request.requireSession().set(key, request.query("v") ?? "") }
+        }
+        if let key = request.query("asp-set") {
+            run("asp-set") { try request.requireASPSession().set(key, request.query("asp-v") ?? "") }
+        }
+        if let key = request.query("get") {
+            run("get") { getValue = try request.requireSession()[key]?.jsonValue ?? NSNull() }
+        }
+        if let key = request.query("asp-get") {
+            run("asp-get") { aspGetValue = try request.requireASPSession()[key]?.jsonValue ?? NSNull() }
+        }
+        if request.query("sleep") != nil {
+            run("sleep") { usleep(useconds_t(max(0, min(try number("sleep"), 600_000))) * 1000) }
+        }
+        if request.query("clear") == "1" {
+            run("clear") { try request.requireSession().removeAll() }
+        }
+        if request.query("abandon") == "1" {
+            run("abandon") { try request.requireSession().abandon() }
+        }
+        if request.query("asp-abandon") == "1" {
+            run("asp-abandon") { try request.requireASPSession().abandon() }
+        }
+
+        let answer: [String: Any] = [
+            "aspnet": request.session.map { ["before": before.aspNet ?? NSNull(), "after": describe($0)] as [String: Any] } ?? NSNull(),
+            "asp": request.aspSession.map { ["before": before.asp ?? NSNull(), "after": describe($0)] as [String: Any] } ?? NSNull(),
+            "get": getValue,
+            "aspGet": aspGetValue,
+            "errors": errors,
+            "path": request.path,
+            "tStart": tStart,
+            "tEnd": milliseconds(),
+        ]
+        let body = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(headers: [.contentType: "application/json"], body: .bytes(Array(body)))
+    }
+
+    static func describe(_ session: ASPNETSession) -> [String: Any] {
+        [
+            "SessionID": session.sessionID,
+            "IsNewSession": session.isNewSession,
+            "Timeout": session.timeout,
+            "Mode": session.mode.rawValue,
+            "IsCookieless": session.isCookieless,
+            "CookieMode": session.cookieMode.rawValue,
+            "IsReadOnly": session.isReadOnly,
+            "Count": session.count,
+            "Keys": session.elements.map { [$0.key, $0.value.jsonValue] },
+        ]
+    }
+
+    static func describe(_ session: ASPSession) -> [String: Any] {
+        [
+            "SessionID": session.sessionID,
+            "IsNewSession": session.isNewSession,
+            "Timeout": session.timeout,
+            "Count": session.count,
+            "Keys": session.elements.map { [$0.key, $0.value.jsonValue] },
+        ]
+    }
+
+    static func milliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    }
+
+    struct ProbeError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+}
