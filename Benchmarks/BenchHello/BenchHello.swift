@@ -1,12 +1,28 @@
 import SessionHost
 import SessionHostCLI
 
-/// Answers every path with the 5-byte body `hello`, like Benchmarks/c-hello/hello.c.
+/// The benchmark's worker. `…/counter`: read-modify-write of one Int in the ASP.NET session (InProc)
+/// per request. `…/fill`: a new session holding four short strings (the memory measurement). Every
+/// other path answers the 5-byte body `hello`, like Benchmarks/c-hello/hello.c.
 @main
 struct BenchHello {
     static func main() async {
         var routes = Routes()
         routes.prefix("/") { _ in .text("hello") }
-        await SessionHostMain.run(routes: routes, abstract: "The benchmark's hello worker.")
+        routes.named("counter", sessions: .aspNet(.readWrite)) { request in
+            let session = try request.requireSession()
+            let next = (session.int("n") ?? 0) + 1
+            try session.set("n", next)
+            return .text("\(next)")
+        }
+        routes.named("fill", sessions: .aspNet(.readWrite)) { request in
+            let session = try request.requireSession()
+            try session.set("user", "alice")
+            try session.set("lang", "en-GB")
+            try session.set("theme", "dark")
+            try session.set("cart", "3 items")
+            return .text("ok")
+        }
+        await SessionHostMain.run(routes: routes, abstract: "The benchmark's worker: hello, a session counter, session fill.")
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import SessionHost
 import SessionHostCLI
+import SessionState
+import Synchronization
 import WebConfiguration
 
 /// The app the integration tests run behind nginx: each route exercises one part of the host.
@@ -84,10 +86,60 @@ struct TestWorker {
             }
             return response
         }
-        await SessionHostMain.run(routes: routes, abstract: "The integration tests' worker.")
+        addSessionRoutes(&routes)
+        await SessionHostMain.run(routes: routes, sessions: sessionOptions, abstract: "The integration tests' worker.")
     }
 
     enum TestError: Error { case secret(String) }
+
+    // MARK: Sessions with a clock the tests move
+
+    static let clock = ManualSessionClock()
+    /// Session_End/Session_OnEnd calls seen so far, one JSON object each.
+    static let ended = Mutex<[[String: String]]>([])
+
+    static var sessionOptions: SessionOptions {
+        func record(_ domain: String) -> @Sendable (EndedSession) -> Void {
+            { session in
+                let keys = session.items.elements.map { "\($0.key)=\($0.value.jsonValue)" }.joined(separator: ",")
+                ended.withLock { $0.append(["domain": domain, "id": session.key.id, "application": session.key.application, "reason": session.reason.rawValue, "items": keys]) }
+            }
+        }
+        return SessionOptions(
+            onASPNETSessionEnd: record("aspnet"), onASPSessionEnd: record("asp"),
+            clock: clock, expiryCheckInterval: .milliseconds(20))
+    }
+
+    static func addSessionRoutes(_ routes: inout Routes) {
+        // Read-modify-write of one counter per request (the concurrency test).
+        routes.exact("/sessions/counter", sessions: .aspNet(.readWrite)) { request in
+            let session = try request.requireSession()
+            let next = (session.int("n") ?? 0) + 1
+            try session.set("n", next)
+            return .text("\(next)")
+        }
+        // Both domains read-write; `set=K&v=V` stores into both; answers the two IDs.
+        routes.exact("/sessions/both", sessions: SessionRequirements(aspNet: .readWrite, classicASP: true)) { request in
+            let session = try request.requireSession()
+            let asp = try request.requireASPSession()
+            if let key = request.query("set") {
+                try session.set(key, request.query("v") ?? "")
+                try asp.set(key, request.query("v") ?? "")
+            }
+            if request.query("abandon") == "1" { session.abandon() }
+            if request.query("asp-abandon") == "1" { asp.abandon() }
+            let answer = ["aspnet": session.sessionID, "asp": asp.cookieValue, "aspnetNew": "\(session.isNewSession)", "aspNew": "\(asp.isNewSession)", "aspnetCount": "\(session.count)", "aspCount": "\(asp.count)"]
+            return .text(String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self))
+        }
+        routes.exact("/sessions/clock") { request in
+            let seconds = request.query("advance").flatMap { Int($0) } ?? 0
+            clock.advance(by: .seconds(seconds))
+            return .text("\(clock.now)")
+        }
+        routes.exact("/sessions/ended") { _ in
+            .text(String(decoding: try JSONSerialization.data(withJSONObject: ended.withLock { $0 }, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
 
     /// Byte `i` of a streamed body is `i % 251`, so the tests can check every byte.
     static func pattern(from start: Int, count: Int) -> [UInt8] {
