@@ -129,7 +129,7 @@ let package = Package(
         // Tests.
         .executableTarget(
             name: "TestWorker",
-            dependencies: ["SessionHostCLI", "WebConfiguration"],
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "WebConfiguration"],
             path: "Tests/TestWorker",
             swiftSettings: strict
         ),
@@ -146,7 +146,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["TestWorker", "FastCGI"],
+            dependencies: ["TestWorker", "SessionProbe", "FastCGI"],
             swiftSettings: strict
         ),
     ]
