@@ -68,6 +68,12 @@ enum BuiltInConfiguration {
         <application path="/shop">
           <virtualDirectory path="/" physicalPath="../examples/site/shop" />
         </application>
+        <application path="/admin">
+          <virtualDirectory path="/" physicalPath="../examples/site/admin" />
+        </application>
+        <application path="/m">
+          <virtualDirectory path="/" physicalPath="../examples/site/mobile" />
+        </application>
       </site>
     </sites>
   </system.applicationHost>

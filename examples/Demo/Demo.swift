@@ -1,6 +1,7 @@
 import Foundation
 import SessionHost
 import SessionHostCLI
+import SessionState
 import WebConfiguration
 
 /// A few pages to click through: what the request looked like, a form, cookies, a streamed page
@@ -9,9 +10,26 @@ import WebConfiguration
 struct Demo {
     static func main() async {
         var routes = Routes()
-        routes.exact("/") { _ in
-            page("SessionHost demo", """
+        routes.exact("/", sessions: .classicASP) { request in
+            // A visit counter in the classic ASP session (cookie ASPSESSIONID…).
+            var visits = 0
+            if let asp = request.aspSession {
+                visits = (asp.int("visits") ?? 0) + 1
+                try asp.set("visits", visits)
+            }
+            return page("SessionHost demo", """
                 <p>This page is rendered by a Swift handler running inside SessionHost, behind nginx, over FastCGI.</p>
+                <p>Visits in this classic ASP session: <b>\(visits)</b> (session \(request.aspSession.map { String($0.sessionID) } ?? "none"), timeout \(request.aspSession?.timeout ?? 0) minutes).</p>
+                <h2>The shop</h2>
+                <ul>
+                <li><a href="/shop/">/shop/</a>: a nested application; the cart lives in its ASP.NET session (cookie <code>Shop.SessionId</code>, 60 minutes)</li>
+                <li><a href="/shop/catalog/">/shop/catalog/</a>: a read-only folder (<code>pages enableSessionState="ReadOnly"</code>): it shows the cart but cannot change it</li>
+                <li><a href="/m/">/m/</a>: the same shop as a cookieless application: the session ID travels in the URL</li>
+                <li><a href="/admin/">/admin/</a>: a nested application with a 5-minute session timeout</li>
+                <li><a href="/classic/">/classic/</a>: classic ASP pages whose session settings vary per folder</li>
+                </ul>
+                <p>Every folder has a <code>settings</code> page listing the session settings in effect there and the file and line that set each: <a href="/settings">/settings</a>, <a href="/shop/cart/settings">/shop/cart/settings</a>, <a href="/shop/catalog/settings">/shop/catalog/settings</a>, <a href="/m/settings">/m/settings</a>, <a href="/admin/settings">/admin/settings</a>, <a href="/classic/admin/settings">/classic/admin/settings</a>, <a href="/static/settings">/static/settings</a>.</p>
+                <h2>The host</h2>
                 <ul>
                 <li><a href="/request?greeting=hello+world&amp;n=1">See what the handler receives</a></li>
                 <li><a href="/form">Post a form</a></li>
@@ -21,25 +39,46 @@ struct Demo {
                 <li><a href="/fail">A handler that throws</a> (you get a generic 500 page; the error goes to the log)</li>
                 <li><a href="/missing">A page that does not exist</a></li>
                 </ul>
-                <p>The session settings of a URL, from conf.d and the web.config files of examples/site:</p>
-                <ul>
-                <li><a href="/settings/">/</a> (the root application)</li>
-                <li><a href="/catalog/item">/catalog/item</a> (enableSessionState="ReadOnly" in catalog/web.config)</li>
-                <li><a href="/static/logo.png">/static/logo.png</a> (a &lt;location&gt; override: no ASP.NET session)</li>
-                <li><a href="/classic/admin/">/classic/admin/</a> (classic ASP settings unlocked per folder)</li>
-                <li><a href="/shop/cart/">/shop/cart/</a> (a nested application with its own sessionState)</li>
-                </ul>
                 """)
         }
-        // The example site's folders: each page shows the effective settings of its own URL.
-        for folder in ["/settings", "/catalog", "/static", "/classic", "/shop"] {
-            routes.prefix(folder) { request in
-                let report = request.configuration.map(ConfigurationReport.text) ?? "no configuration"
-                return page("Session settings of \(request.path)", """
-                    <p>Each value is followed by the file and line that set it. <code>session-host config show \(escapeHTML(request.path))</code> prints the same.</p>
-                    <pre>\(escapeHTML(report))</pre>
-                    """)
+        // Any folder's settings page: the effective settings of that folder.
+        routes.named("settings") { request in
+            let report = request.configuration.map(ConfigurationReport.text) ?? "no configuration"
+            return page("Session settings of \(request.path)", """
+                <p>Each value is followed by the file and line that set it. <code>session-host config show \(escapeHTML(request.path))</code> prints the same.</p>
+                <pre>\(escapeHTML(report))</pre>
+                """)
+        }
+        Shop.add(to: &routes)
+        routes.prefix("/admin", sessions: .aspNet(.readWrite)) { request in
+            let session = try request.requireSession()
+            let views = (session.int("views") ?? 0) + 1
+            try session.set("views", views)
+            return page("Admin", """
+                <p>/admin is a nested application with <code>&lt;sessionState timeout="5" cookieName="Admin.SessionId"&gt;</code>:
+                its ASP.NET session is separate from the shop's and ends after \(session.timeout) minutes without a request.</p>
+                <p>Session <code>\(session.sessionID)</code>\(session.isNewSession ? " (new)" : ""), page views: <b>\(views)</b>.</p>
+                \(settingsBox(request))
+                """)
+        }
+        routes.prefix("/classic", sessions: .classicASP) { request in
+            let asp: ASPSession
+            do throws(SessionUnavailable) { asp = try request.requireASPSession() } catch {
+                return page("Classic ASP", "<p>No classic ASP session here: \(escapeHTML(error.reason))</p>")
             }
+            let views = (asp.int("classic-views") ?? 0) + 1
+            try asp.set("classic-views", views)
+            return page("Classic ASP: \(request.path)", """
+                <p>The classic ASP session of this application (cookie <code>ASPSESSIONID…</code>, separate from the ASP.NET session).
+                Its settings come from the <code>&lt;asp&gt;&lt;session&gt;</code> element, unlocked for /classic in applicationHost.config:
+                timeout <b>\(asp.timeout)</b> minutes here (45 in /classic, 10 in /classic/admin).</p>
+                <p>Session.SessionID \(asp.sessionID)\(asp.isNewSession ? " (new)" : ""), classic pages viewed: <b>\(views)</b>.</p>
+                <p><a href="/classic/">/classic/</a> · <a href="/classic/admin/">/classic/admin/</a></p>
+                \(settingsBox(request))
+                """)
+        }
+        routes.prefix("/static") { request in
+            page("Static", "<p>enableSessionState=\"false\" here (a &lt;location&gt; in the root web.config): handlers get no ASP.NET session.</p>\(settingsBox(request))")
         }
         routes.exact("/request") { request in
             let headers = request.headers.map { "<tr><td>\(escapeHTML($0.name.canonicalName))</td><td>\(escapeHTML($0.value))</td></tr>" }
@@ -100,6 +139,25 @@ struct Demo {
     }
 
     enum DemoError: Error { case deliberate }
+
+    /// The session settings in effect for the request's folder, in brief.
+    static func settingsBox(_ request: Request) -> String {
+        guard let settings = request.configuration else { return "" }
+        let state = settings.sessionState
+        let timeout = state.timeout.duration.map { "\($0.components.seconds / 60) min" } ?? "Infinite"
+        return """
+            <table>
+            <tr><td>application</td><td>\(escapeHTML(settings.application.path))</td></tr>
+            <tr><td>ASP.NET session</td><td>mode \(state.mode.rawValue), timeout \(timeout), cookie \(escapeHTML(state.cookieName)), \(state.cookieless.rawValue), enableSessionState \(settings.enableSessionState.rawValue)</td></tr>
+            <tr><td>classic ASP session</td><td>allowSessionState \(settings.asp.allowSessionState), timeout \(settings.asp.timeoutSeconds / 60) min, max \(settings.asp.max == UInt32.max ? "unlimited" : String(settings.asp.max))</td></tr>
+            </table>
+            <p><a href="\(escapeHTML(request.sessionURL(folder(of: request.path) + "settings")))">All settings of this folder</a></p>
+            """
+    }
+
+    static func folder(of path: String) -> String {
+        path.hasSuffix("/") ? path : String(path[...path.lastIndex(of: "/")!])
+    }
 
     static func page(_ title: String, _ content: String) -> Response {
         .html(header(title) + content + footer)
