@@ -134,6 +134,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
+        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "WebConfigurationTests",
             dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],

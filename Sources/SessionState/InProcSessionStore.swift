@@ -145,11 +145,12 @@ public final class InProcSessionStore: SessionStateStore {
         let now = clock.now
         var stored = data
         stored.items.markClean()
-        let replaced: Entry? = shard(key.id).state.withLock { shard in
+        let replaced: (entry: Entry, reason: SessionEndReason)? = shard(key.id).state.withLock { shard in
             if newItem {
                 let old = shard.remove(key)
                 shard.insert(key, newEntry(stored, now: now))
-                return old
+                // An expired entry the sweep had not reached yet ended by expiry, not by Abandon.
+                return old.map { ($0, $0.expiresAt > now || $0.lock != nil ? .abandoned : .expired) }
             }
             guard var entry = shard.entries[key], entry.lock != nil, entry.lock == lockID else { return nil }
             entry.data = stored
@@ -161,7 +162,7 @@ public final class InProcSessionStore: SessionStateStore {
         }
         // A session replaced by a new one under the same key ended (it cannot normally exist:
         // new items get new IDs).
-        if let replaced, !replaced.uninitialized { notifyEnded([(key, replaced.data)], reason: .abandoned) }
+        if let replaced, !replaced.entry.uninitialized { notifyEnded([(key, replaced.entry.data)], reason: replaced.reason) }
     }
 
     public func removeItem(_ key: SessionKey, lockID: LockID?) {
@@ -183,13 +184,17 @@ public final class InProcSessionStore: SessionStateStore {
 
     public func createUninitializedItem(_ key: SessionKey, timeout: Int) {
         let now = clock.now
-        shard(key.id).state.withLock { shard in
-            if let existing = shard.entries[key], existing.expiresAt > now { return }
+        let replaced: Entry? = shard(key.id).state.withLock { shard in
+            // A locked entry is live even past its expiry (as `get` treats it).
+            if let existing = shard.entries[key], existing.expiresAt > now || existing.lock != nil { return nil }
             var entry = newEntry(SessionStateStoreData(timeout: timeout), now: now)
             entry.uninitialized = true
-            _ = shard.remove(key)
+            let old = shard.remove(key)
             shard.insert(key, entry)
+            return old
         }
+        // An expired session the sweep had not reached yet still ends (Session_End).
+        if let replaced, !replaced.uninitialized { notifyEnded([(key, replaced.data)], reason: .expired) }
     }
 
     public func containsSession(id: String) -> Bool {

@@ -220,7 +220,9 @@ public final class ASPNETSession: SessionObject {
     package static func timeoutRule(mode: SessionStateMode) -> (ClosedRange<Int>, @Sendable (Int) -> String) {
         let limited = mode == .inProc || mode == .stateServer
         return (1...(limited ? 525_600 : Int(Int32.max)), { minutes in
-            minutes <= 0 ? "The argument to SetTimeout must be greater than 0." : "For InProc and StateServer modes, the session timeout value cannot be larger than one year."
+            if minutes <= 0 { return "The argument to SetTimeout must be greater than 0." }
+            // ASP.NET's Timeout is an Int32: only Swift's wider Int can go past it in other modes.
+            return limited ? "For InProc and StateServer modes, the session timeout value cannot be larger than one year." : "The session timeout value cannot be larger than \(Int32.max) minutes."
         })
     }
 }

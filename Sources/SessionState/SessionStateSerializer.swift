@@ -12,7 +12,7 @@ import Foundation
 /// | 2 Int | zig-zag LEB128 (64-bit) |
 /// | 3 Double | 8 bytes, IEEE 754 little-endian |
 /// | 4 Bool | 1 byte, 0 or 1 |
-/// | 5 Date | 8 bytes, seconds since 1970 as IEEE 754 little-endian |
+/// | 5 Date | 8 bytes, seconds since 2001-01-01 (`Date`'s own reference, so exact) as IEEE 754 little-endian |
 /// | 6 Data | LEB128 length + bytes |
 /// | 7 Codable | LEB128 length + JSON (read back as `.encoded`, decoded when asked for) |
 public enum SessionStateSerializer {
@@ -55,7 +55,7 @@ public enum SessionStateSerializer {
                 out.append(value ? 1 : 0)
             case .date(let value):
                 out.append(5)
-                writeFixed(value.timeIntervalSince1970.bitPattern, to: &out)
+                writeFixed(value.timeIntervalSinceReferenceDate.bitPattern, to: &out)
             case .data(let value):
                 out.append(6)
                 writeBytes(Array(value), to: &out)
@@ -97,7 +97,7 @@ public enum SessionStateSerializer {
                 let flag = try reader.byte()
                 guard flag <= 1 else { throw .corrupt("bad Bool") }
                 value = .bool(flag == 1)
-            case 5: value = .date(Date(timeIntervalSince1970: Double(bitPattern: try reader.fixed())))
+            case 5: value = .date(Date(timeIntervalSinceReferenceDate: Double(bitPattern: try reader.fixed())))
             case 6: value = .data(Data(try reader.bytes()))
             case 7: value = .encoded(Data(try reader.bytes()))
             case let type: throw .corrupt("unknown type \(type)")
