@@ -165,12 +165,13 @@ public final class InProcSessionStore: SessionStateStore {
         if let replaced, !replaced.entry.uninitialized { notifyEnded([(key, replaced.entry.data)], reason: replaced.reason) }
     }
 
-    public func removeItem(_ key: SessionKey, lockID: LockID?) {
+    public func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) {
         let removed: Entry? = shard(key.id).state.withLock { shard in
             guard let entry = shard.entries[key], entry.lock == lockID else { return nil }
             return shard.remove(key)
         }
-        if let removed, !removed.uninitialized { notifyEnded([(key, removed.data)], reason: .abandoned) }
+        // Session_End sees what the abandoning request left (as ASP.NET's InProc handler does).
+        if let removed, !removed.uninitialized { notifyEnded([(key, data ?? removed.data)], reason: .abandoned) }
     }
 
     public func resetItemTimeout(_ key: SessionKey) {

@@ -116,7 +116,7 @@ public final class SessionDomain: Sendable {
         let data = SessionStateStoreData(items: state.items, timeout: state.timeout)
         if state.abandoned {
             if storeHadItem {
-                try store.removeItem(key, lockID: lockID)
+                try store.removeItem(key, lockID: lockID, data: data)
             } else if raisesEnd {
                 endHandler?(EndedSession(key: key, items: data.items, timeout: data.timeout, reason: .abandoned))
             }

@@ -87,8 +87,9 @@ public protocol SessionStateStore: Sendable {
     func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError)
     /// Saves and unlocks; `newItem` inserts a session the store has not seen (no lock then).
     func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) throws(SessionStoreError)
-    /// Deletes the item (Abandon); with a nil lock only when nobody holds it.
-    func removeItem(_ key: SessionKey, lockID: LockID?) throws(SessionStoreError)
+    /// Deletes the item (Abandon); with a nil lock only when nobody holds it. `data` is the
+    /// session as the abandoning request left it, for Session_End (nil: the stored copy).
+    func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) throws(SessionStoreError)
     /// Refreshes the expiry of a session a request did not need to read.
     func resetItemTimeout(_ key: SessionKey) throws(SessionStoreError)
     /// Inserts an empty item that the next read reports as new (`.initializeItem`); never

@@ -67,10 +67,10 @@ struct InProcSessionStoreTests {
         insert(Self.key(app: "/shop"))
         #expect(store.count(application: "/shop") == 2)
 
-        store.removeItem(root, lockID: nil)
+        store.removeItem(root, lockID: nil, data: nil)
         #expect(store.containsSession(id: id)) // still in /shop
         #expect(store.count(application: "/") == 0)
-        store.removeItem(shop, lockID: nil)
+        store.removeItem(shop, lockID: nil, data: nil)
         #expect(!store.containsSession(id: id))
         #expect(store.count(application: "/shop") == 1)
         #expect(store.count == 1)
@@ -405,18 +405,18 @@ struct InProcSessionStoreTests {
         let key = Self.key()
         insert(key, value: 8)
         let lock = store.getItemExclusive(key).lockID!
-        store.removeItem(key, lockID: nil) // locked: a lock-less remove is ignored
-        store.removeItem(key, lockID: LockID(lock.rawValue + 1)) // not the holder
+        store.removeItem(key, lockID: nil, data: nil) // locked: a lock-less remove is ignored
+        store.removeItem(key, lockID: LockID(lock.rawValue + 1), data: nil) // not the holder
         #expect(store.count == 1)
         #expect(ends.count == 0)
-        store.removeItem(key, lockID: lock)
+        store.removeItem(key, lockID: lock, data: nil)
         #expect(store.count == 0)
         #expect(store.getItem(key).isNotFound)
         #expect(ends.count == 1)
         #expect(ends.all.first?.reason == .abandoned)
         #expect(ends.all.first?.key == key)
         #expect(ends.all.first?.data.items["v"].map { same($0, .int(8)) } == true)
-        store.removeItem(key, lockID: lock)
+        store.removeItem(key, lockID: lock, data: nil)
         clock.advance(by: .minutes(60))
         #expect(store.removeExpiredItems() == 0)
         #expect(ends.count == 1)
@@ -424,7 +424,7 @@ struct InProcSessionStoreTests {
         // Unlocked (read-only Abandon): removed with a nil lock.
         let other = Self.key()
         insert(other)
-        store.removeItem(other, lockID: nil)
+        store.removeItem(other, lockID: nil, data: nil)
         #expect(store.count == 0)
         #expect(ends.all.map(\.reason) == [.abandoned, .abandoned])
     }
@@ -432,7 +432,7 @@ struct InProcSessionStoreTests {
     @Test func removingAnUninitializedItemRaisesNoEnd() {
         let key = Self.key()
         store.createUninitializedItem(key, timeout: 20)
-        store.removeItem(key, lockID: nil)
+        store.removeItem(key, lockID: nil, data: nil)
         #expect(store.count == 0)
         #expect(ends.count == 0)
     }
@@ -474,7 +474,7 @@ struct InProcSessionStoreTests {
         switch release {
         case .releaseItemExclusive: store.releaseItemExclusive(key, lockID: lock)
         case .setAndReleaseItemExclusive: store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: lock, newItem: false)
-        case .removeItem: store.removeItem(key, lockID: lock)
+        case .removeItem: store.removeItem(key, lockID: lock, data: nil)
         }
         #expect(done.wait(seconds: 10))
         let returned = try #require(returnedAt.all.first)

@@ -136,7 +136,7 @@ final class ObservedStore: SessionStateStore {
     func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) {
         inner.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: newItem)
     }
-    func removeItem(_ key: SessionKey, lockID: LockID?) { inner.removeItem(key, lockID: lockID) }
+    func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) { inner.removeItem(key, lockID: lockID, data: data) }
     func resetItemTimeout(_ key: SessionKey) { inner.resetItemTimeout(key) }
     func createUninitializedItem(_ key: SessionKey, timeout: Int) { inner.createUninitializedItem(key, timeout: timeout) }
     func containsSession(id: String) -> Bool { inner.containsSession(id: id) }
