@@ -38,16 +38,10 @@ public enum ASPNETSessionID {
     /// default manager's `Decode`), then exactly 24 characters of the alphabet. Values over 80
     /// characters are nil too (never an error).
     public static func normalize(_ value: String) -> String? {
-        let bytes = value.utf8
-        guard bytes.count == length else { return nil }
-        var lowered: [UInt8] = []
-        lowered.reserveCapacity(length)
-        for byte in bytes {
+        mapBytes(of: value, length: length) { byte in
             let lower = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
-            guard (0x61...0x7A).contains(lower) || (0x30...0x35).contains(lower) else { return nil }
-            lowered.append(lower)
+            return (0x61...0x7A).contains(lower) || (0x30...0x35).contains(lower) ? lower : nil
         }
-        return String(decoding: lowered, as: UTF8.self)
     }
 }
 
@@ -70,16 +64,10 @@ public enum ASPSessionID {
 
     /// The ID an incoming cookie value stands for: 24 letters, upper-cased.
     public static func normalize(_ value: String) -> String? {
-        let bytes = value.utf8
-        guard bytes.count == length else { return nil }
-        var upper: [UInt8] = []
-        upper.reserveCapacity(length)
-        for byte in bytes {
+        mapBytes(of: value, length: length) { byte in
             let letter = (0x61...0x7A).contains(byte) ? byte & ~0x20 : byte
-            guard (0x41...0x5A).contains(letter) else { return nil }
-            upper.append(letter)
+            return (0x41...0x5A).contains(letter) ? letter : nil
         }
-        return String(decoding: upper, as: UTF8.self)
     }
 
     /// `Session.SessionID`: a positive 32-bit number derived from the ID. Stable for the session's
@@ -110,4 +98,17 @@ public enum ASPSessionID {
         }
         return hash
     }
+}
+
+/// `value` with each byte mapped, or nil when it is not `length` bytes long or `map` rejects a
+/// byte.
+private func mapBytes(of value: String, length: Int, _ map: (UInt8) -> UInt8?) -> String? {
+    guard value.utf8.count == length else { return nil }
+    var mapped: [UInt8] = []
+    mapped.reserveCapacity(length)
+    for byte in value.utf8 {
+        guard let next = map(byte) else { return nil }
+        mapped.append(next)
+    }
+    return String(decoding: mapped, as: UTF8.self)
 }
