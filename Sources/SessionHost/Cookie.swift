@@ -79,6 +79,24 @@ public struct Cookie: Sendable, Hashable {
         return cookies
     }
 
+    /// The first well-formed pair named `name` in a `Cookie` header (what `parse` would give).
+    static func value(named name: String, header: String) -> String? {
+        guard header.utf8.count >= name.utf8.count else { return nil }
+        for pair in header.utf8.split(separator: UInt8(ascii: ";")) {
+            guard let equals = pair.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let key = pair[..<equals].trimmingSpaces
+            guard key.elementsEqual(name.utf8) else {
+                // A malformed pair of another name is skipped, like `parse` does.
+                continue
+            }
+            var value = pair[pair.index(after: equals)...].trimmingSpaces
+            if value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") { value = value.dropFirst().dropLast() }
+            guard !key.isEmpty, key.allSatisfy(isTokenByte), value.allSatisfy(isCookieOctet) else { continue }
+            return String(decoding: value, as: UTF8.self)
+        }
+        return nil
+    }
+
     static func isTokenByte(_ byte: UInt8) -> Bool {
         guard byte > 0x20, byte < 0x7F else { return false }
         return !"()<>@,;:\\\"/[]?={}".utf8.contains(byte)
@@ -107,5 +125,15 @@ public enum CookieError: Error, Hashable, CustomStringConvertible {
         case .invalidValue(let name): "invalid value for cookie '\(name)': only cookie-octets are allowed (no spaces, quotes, commas, semicolons or backslashes)"
         case .invalidAttribute(let name): "invalid Path or Domain for cookie '\(name)'"
         }
+    }
+}
+
+extension Substring.UTF8View.SubSequence {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate var trimmingSpaces: Substring.UTF8View.SubSequence {
+        var trimmed = self
+        while let first = trimmed.first, first == 0x20 || first == 0x09 { trimmed = trimmed.dropFirst() }
+        while let last = trimmed.last, last == 0x20 || last == 0x09 { trimmed = trimmed.dropLast() }
+        return trimmed
     }
 }

@@ -90,6 +90,12 @@ public struct Request: Sendable {
         cgiParams["HTTP_COOKIE"].map { Cookie.parse(header: $0) } ?? [:]
     }
 
+    /// The value of cookie `name`, by the same rules as `cookies` but without building the
+    /// dictionary (the session IDs are read on every request).
+    public func cookie(named name: String) -> String? {
+        cgiParams["HTTP_COOKIE"].flatMap { Cookie.value(named: name, header: $0) }
+    }
+
     /// The decoded query items, in order.
     public var queryItems: [QueryItem] {
         URLPath.queryItems(Substring(queryString))

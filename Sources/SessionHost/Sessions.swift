@@ -154,38 +154,42 @@ final class SessionManager: Sendable {
         }
         let application = Self.applicationKey(configuration)
 
+        let domain = aspNet
+        guard access != .none else {
+            // No session needed: only keep the one the request carries alive (spec §4.2 step 3).
+            // The ID is read from wherever it may be, without deciding the cookie mode.
+            let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
+                : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
+            if let id = incoming.flatMap(ASPNETSessionID.normalize) {
+                try? domain.store.resetItemTimeout(SessionKey(application: application, id: id))
+            }
+            return .nothing
+        }
+
         // Where the ID travels in this request (spec §3.3).
         var usesURL: Bool
         var markDetected = false
-        let cookieSupport = DeviceProfile.supportsCookies(userAgent: request.header("User-Agent"))
         switch settings.cookieless {
         case .useCookies: usesURL = false
         case .useUri: usesURL = true
-        case .useDeviceProfile: usesURL = !cookieSupport
+        case .useDeviceProfile: usesURL = !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent"))
         case .autoDetect:
-            if !cookieSupport || request.cookieless?["X"] == "1" {
+            if !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent")) || request.cookieless?["X"] == "1" {
                 usesURL = true
             } else if !(request.cgiParams["HTTP_COOKIE"] ?? "").isEmpty {
                 usesURL = false
             } else if request.query("AspxAutoDetectCookieSupport") == "1" {
                 usesURL = true
                 markDetected = true
-            } else if access != .none {
+            } else {
                 // Probe: does the client send a cookie back?
                 var response = Response.redirect(to: request.rawURI + (request.rawURI.contains("?") ? "&" : "?") + "AspxAutoDetectCookieSupport=1")
                 response.setCookie(try! Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil))
                 return .respond(response)
-            } else {
-                usesURL = false
             }
         }
-        let incoming = usesURL ? request.cookieless?["S"] : request.cookies[settings.cookieName]
+        let incoming = usesURL ? request.cookieless?["S"] : request.cookie(named: settings.cookieName)
         let id = incoming.flatMap(ASPNETSessionID.normalize)
-        let domain = aspNet
-        guard access != .none else {
-            if let id { try? domain.store.resetItemTimeout(SessionKey(application: application, id: id)) }
-            return .nothing
-        }
         let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
         let rule = ASPNETSession.timeoutRule(mode: settings.mode)
         let exclusive = access == .readWrite
@@ -267,14 +271,16 @@ final class SessionManager: Sendable {
         let rule = ASPSession.timeoutRule
         var held: Held
         var value: String
-        if let id = request.cookies[cookieName].flatMap(ASPSessionID.normalize),
+        if let id = request.cookie(named: cookieName).flatMap(ASPSessionID.normalize),
            let acquired = try asp.acquire(SessionKey(application: application, id: id), exclusive: true, executionTimeout: configuration.executionTimeout) {
             value = id
             held = Held(domain: asp, key: SessionKey(application: application, id: id), contents: asp.contents(of: acquired, readOnly: false, rule: rule),
                         lockID: acquired.lockID, storeHadItem: true, exclusive: true)
         } else {
-            // `max` counts kept sessions; a new one beyond it is refused (spec §10.3).
-            if settings.max != UInt32.max, aspStore.count(application: application) >= Int(settings.max) {
+            // `max` counts kept, live sessions; a new one beyond it is refused (spec §10.3). At the
+            // limit, sessions that expired since the last sweep are ended first: they no longer count.
+            if settings.max != UInt32.max, aspStore.count(application: application) >= Int(settings.max),
+               aspStore.removeExpiredItems() == 0 || aspStore.count(application: application) >= Int(settings.max) {
                 logger.warning("classic ASP session limit reached", metadata: ["application": "\(application)", "max": "\(settings.max)"])
                 return .respond(ErrorPage.response(.internalServerError, detail: "Server Too Busy: the most sessions this application may hold (\(settings.max)) are in use."))
             }

@@ -33,10 +33,17 @@ public final class InProcSessionStore: SessionStateStore {
         var lock: LockID?
         var lockedAt: Duration = .zero
         var uninitialized = false
-        /// Requests waiting for the lock to go; signalled when it does.
+        /// Requests waiting for the lock, first come first served. A release wakes the first; a
+        /// woken request that reads without locking wakes the next in turn. So readers go on
+        /// together and writers one at a time, without waking everyone at every release.
         var waiters: [DispatchSemaphore] = []
 
-        mutating func wakeWaiters() {
+        mutating func wakeNext() {
+            if !waiters.isEmpty { waiters.removeFirst().signal() }
+        }
+
+        /// The session is gone: every waiter finds out.
+        mutating func wakeAll() {
             for waiter in waiters { waiter.signal() }
             waiters.removeAll()
         }
@@ -44,15 +51,15 @@ public final class InProcSessionStore: SessionStateStore {
 
     struct Shard {
         var entries: [SessionKey: Entry] = [:]
-        /// Applications with a session under each ID.
-        var applicationsByID: [String: Int] = [:]
+        /// The applications with a session under each ID (nearly always one).
+        var applicationsByID: [String: [String]] = [:]
         /// Sessions per application.
         var countByApplication: [String: Int] = [:]
         var schedule = ExpiryHeap()
 
         mutating func insert(_ key: SessionKey, _ entry: Entry) {
             if entries.updateValue(entry, forKey: key) == nil {
-                applicationsByID[key.id, default: 0] += 1
+                applicationsByID[key.id, default: []].append(key.application)
                 countByApplication[key.application, default: 0] += 1
             }
             schedule.push(ExpiryHeap.Node(at: entry.scheduledAt, key: key, generation: entry.generation))
@@ -60,8 +67,12 @@ public final class InProcSessionStore: SessionStateStore {
 
         mutating func remove(_ key: SessionKey) -> Entry? {
             guard var entry = entries.removeValue(forKey: key) else { return nil }
-            entry.wakeWaiters()
-            if let count = applicationsByID[key.id], count > 1 { applicationsByID[key.id] = count - 1 } else { applicationsByID[key.id] = nil }
+            entry.wakeAll()
+            if let applications = applicationsByID[key.id], applications.count > 1 {
+                applicationsByID[key.id] = applications.filter { $0 != key.application }
+            } else {
+                applicationsByID[key.id] = nil
+            }
             if let count = countByApplication[key.application], count > 1 { countByApplication[key.application] = count - 1 } else { countByApplication[key.application] = nil }
             return entry
         }
@@ -125,6 +136,8 @@ public final class InProcSessionStore: SessionStateStore {
                 lock = LockID(nextLock.wrappingAdd(1, ordering: .relaxed).newValue)
                 entry.lock = lock
                 entry.lockedAt = now
+            } else {
+                entry.wakeNext()
             }
             return .found(entry.data, lockID: lock, actions: actions)
         }
@@ -135,7 +148,7 @@ public final class InProcSessionStore: SessionStateStore {
         shard(key.id).state.withLock { shard in
             guard var entry = shard.entries[key], entry.lock == lockID else { return }
             entry.lock = nil
-            entry.wakeWaiters()
+            entry.wakeNext()
             Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
             shard.entries[key] = entry
         }
@@ -155,7 +168,7 @@ public final class InProcSessionStore: SessionStateStore {
             guard var entry = shard.entries[key], entry.lock != nil, entry.lock == lockID else { return nil }
             entry.data = stored
             entry.lock = nil
-            entry.wakeWaiters()
+            entry.wakeNext()
             Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
             shard.entries[key] = entry
             return nil
@@ -199,7 +212,14 @@ public final class InProcSessionStore: SessionStateStore {
     }
 
     public func containsSession(id: String) -> Bool {
-        shard(id).state.withLock { $0.applicationsByID[id] != nil }
+        let now = clock.now
+        return shard(id).state.withLock { shard in
+            // Live sessions only: one that expired but the sweep has not reached yet is no more
+            // known than one already swept (else its ID would be adopted for up to a sweep interval).
+            (shard.applicationsByID[id] ?? []).contains { application in
+                shard.entries[SessionKey(application: application, id: id)].map { $0.expiresAt > now || $0.lock != nil } ?? false
+            }
+        }
     }
 
     public func waitForRelease(_ key: SessionKey, lockID: LockID, deadline: ContinuousClock.Instant) {
@@ -212,11 +232,18 @@ public final class InProcSessionStore: SessionStateStore {
         }
         guard waiting else { return }
         let remaining = deadline - ContinuousClock.now
-        guard remaining > .zero else { return }
-        let (seconds, attoseconds) = remaining.components
-        _ = waiter.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
-        // A timed-out waiter may stay in the list until the next release; signalling it then is
-        // harmless.
+        if remaining > .zero {
+            let (seconds, attoseconds) = remaining.components
+            if waiter.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))) == .success { return }
+        }
+        // Timed out: leave the queue, so a release does not wake this request instead of a
+        // waiting one. If a release took it off the queue meanwhile, this request has the turn
+        // and its caller tries again.
+        shard(key.id).state.withLock { shard in
+            guard var entry = shard.entries[key], let index = entry.waiters.firstIndex(where: { $0 === waiter }) else { return }
+            entry.waiters.remove(at: index)
+            shard.entries[key] = entry
+        }
     }
 
     // MARK: Beyond the provider contract

@@ -38,4 +38,17 @@ struct RequestTests {
     @Test func pathEscapingTheRootIsAnError() {
         #expect(throws: RequestError.malformedPath("/../x")) { try request([("REQUEST_URI", "/../x")]) }
     }
+
+    @Test(arguments: [
+        "a=1; b=\"quoted\"; a=second; bad name=x; c=; =d; e=spa ce",
+        "ASP.NET_SessionId=abc; ASPSESSIONIDABCDEFGH=XYZ;x=1 ;  y = 2 ",
+        "a", "", ";;;", "a=1;a=2", "z=\"\"", "sp ace=1; ok=2",
+    ])
+    func singleCookieLookupAgreesWithTheParsedHeader(header: String) throws {
+        let request = try request([("REQUEST_URI", "/"), ("HTTP_COOKIE", header)])
+        let names = Set(request.cookies.keys).union(["a", "b", "c", "e", "x", "y", "z", "ok", "missing", "ASP.NET_SessionId"])
+        for name in names {
+            #expect(request.cookie(named: name) == request.cookies[name], "cookie \(name) in \(header)")
+        }
+    }
 }
