@@ -65,11 +65,14 @@ struct CookielessData: Hashable, Sendable {
     }
 
     /// `path` (normalised, decoded) with the segment inserted right after `applicationPath`,
-    /// percent-encoded for a `Location` header.
+    /// percent-encoded for a `Location` header. The application path matches ignoring case (as in
+    /// IIS); the client's spelling of it is kept.
     func insert(into path: String, applicationPath: String) -> String {
         let base = applicationPath == "/" ? "" : applicationPath
-        let rest = path.hasPrefix(base) ? String(path.dropFirst(base.count)) : path
-        return URLPath.percentEncodePath(base + "/" + segment + (rest.isEmpty ? "/" : rest))
+        let prefix = path.prefix(base.count)
+        let inApplication = prefix.lowercased() == base.lowercased()
+        let rest = inApplication ? String(path.dropFirst(base.count)) : path
+        return URLPath.percentEncodePath((inApplication ? String(prefix) : base) + "/" + segment + (rest.isEmpty ? "/" : rest))
     }
 }
 

@@ -174,7 +174,8 @@ public final class HostServer: Service, Sendable {
     private func settings(for request: inout Request, site: SiteSelector) -> ConfigurationStore.Lookup {
         if let found = CookielessData.extract(from: request.path) {
             let lookup = configurationStore.configuration(site: site, path: found.stripped)
-            if case .success(let settings) = lookup, settings.sessionState.cookieless != .useCookies, settings.application.path == found.before {
+            if case .success(let settings) = lookup, settings.sessionState.cookieless != .useCookies,
+               settings.application.path.lowercased() == found.before.lowercased() {
                 request.path = found.stripped
                 request.cookieless = found.data
                 return lookup
