@@ -16,7 +16,7 @@ public final class InProcSessionStore: SessionStateStore {
     private let clock: any SessionClock
     private let nextLock = Atomic<Int>(0)
     private let nextGeneration = Atomic<UInt64>(0)
-    private let expireCallback = Mutex<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)
+    private let expireCallback = Locked<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)
 
     public init(clock: any SessionClock = SystemSessionClock()) {
         self.clock = clock
@@ -79,7 +79,7 @@ public final class InProcSessionStore: SessionStateStore {
     }
 
     final class ShardBox: Sendable {
-        let state = Mutex(Shard())
+        let state = Locked(Shard())
     }
 
     private func shard(_ id: String) -> ShardBox {

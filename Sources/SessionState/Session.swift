@@ -1,5 +1,5 @@
 public import Foundation
-import Synchronization
+
 public import WebConfiguration
 
 /// What a handler needs of a session domain.
@@ -50,13 +50,13 @@ public final class SessionContents: Sendable {
     let isNew: Bool
     let timeoutRange: ClosedRange<Int>
     let timeoutMessage: @Sendable (Int) -> String
-    let state: Mutex<State>
+    let state: Locked<State>
 
     init(data: SessionStateStoreData, isNew: Bool, isReadOnly: Bool, timeoutRange: ClosedRange<Int>, timeoutMessage: @escaping @Sendable (Int) -> String) {
         self.isNew = isNew
         self.timeoutRange = timeoutRange
         self.timeoutMessage = timeoutMessage
-        state = Mutex(State(items: data.items, timeout: data.timeout, readOnly: isReadOnly))
+        state = Locked(State(items: data.items, timeout: data.timeout, readOnly: isReadOnly))
     }
 
     func read<T>(_ body: (State) -> T) -> T {

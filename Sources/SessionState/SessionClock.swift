@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The time a store measures expiry and lock age with. Tests inject a `ManualSessionClock` so
 /// that a 20-minute expiry takes no 20 minutes.
 public protocol SessionClock: Sendable {
@@ -18,7 +16,7 @@ public struct SystemSessionClock: SessionClock {
 
 /// A clock that moves only when told to.
 public final class ManualSessionClock: SessionClock {
-    private let current = Mutex(Duration.zero)
+    private let current = Locked(Duration.zero)
 
     public init() {}
 

@@ -1,5 +1,4 @@
 public import Logging
-import Synchronization
 
 /// The request-independent half of a session domain's pipeline (ASP.NET's
 /// `SessionStateModule` without the HTTP): acquiring a session from its store with ASP.NET's
@@ -15,7 +14,7 @@ public final class SessionDomain: Sendable {
     private let endHandler: (@Sendable (EndedSession) -> Void)?
     /// Whether the store reports ended sessions (only then is Session_End raised).
     public let raisesEnd: Bool
-    private let waiting = Mutex<[SessionKey: Int]>([:])
+    private let waiting = Locked<[SessionKey: Int]>([:])
     private let logger: Logger
 
     public init(

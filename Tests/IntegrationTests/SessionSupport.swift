@@ -83,14 +83,15 @@ final class SessionTree {
 
 extension Fixture {
     /// The session probe (or another worker) serving `tree`, behind nginx.
-    static func sessions(_ tree: SessionTree, worker: String = "session-probe", arguments: [String] = []) throws -> Fixture {
-        try Fixture(worker: worker, workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"] + arguments)
+    static func sessions(_ tree: SessionTree, worker: String = "session-probe", arguments: [String] = [], environment: [String: String] = [:]) throws -> Fixture {
+        try Fixture(worker: worker, workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"] + arguments, environment: environment)
     }
 
     /// Stops the worker and nginx. What the thread sanitizer reported in the worker (when the
     /// suite runs under `--sanitize=thread`) is shown as a warning, not a failure: on Linux it
-    /// reports accesses inside `Mutex.withLock` whenever the lock was contended (the futex slow
-    /// path is not instrumented), so every report needs reading.
+    /// reports accesses inside `Synchronization.Mutex.withLock` whenever the lock was contended
+    /// (futexes are not instrumented), and the host's other modules still use it, so every report
+    /// needs reading. The session modules lock with pthread mutexes, which it does see.
     func finish() {
         let reports = workerLog.components(separatedBy: "==================").filter { $0.contains("WARNING: ThreadSanitizer") }
         for report in reports {

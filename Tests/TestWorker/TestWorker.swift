@@ -105,9 +105,16 @@ struct TestWorker {
                 ended.withLock { $0.append(["domain": domain, "id": session.key.id, "application": session.key.application, "reason": session.reason.rawValue, "items": keys]) }
             }
         }
-        return SessionOptions(
+        // Session_Start hooks only when asked: they make every new session be kept, which other
+        // tests must not see.
+        var options = SessionOptions(
             onASPNETSessionEnd: record("aspnet"), onASPSessionEnd: record("asp"),
             clock: clock, expiryCheckInterval: .milliseconds(20))
+        if ProcessInfo.processInfo.environment["TEST_SESSION_START_HOOKS"] == "1" {
+            options.onASPNETSessionStart = { (session: ASPNETSession) in _ = try? session.set("startedBy", "Session_Start") }
+            options.onASPSessionStart = { (session: ASPSession) in _ = try? session.set("startedBy", "Session_OnStart") }
+        }
+        return options
     }
 
     static func addSessionRoutes(_ routes: inout Routes) {
@@ -128,7 +135,25 @@ struct TestWorker {
             }
             if request.query("abandon") == "1" { session.abandon() }
             if request.query("asp-abandon") == "1" { asp.abandon() }
-            let answer = ["aspnet": session.sessionID, "asp": asp.cookieValue, "aspnetNew": "\(session.isNewSession)", "aspNew": "\(asp.isNewSession)", "aspnetCount": "\(session.count)", "aspCount": "\(asp.count)"]
+            var answer = ["aspnet": session.sessionID, "asp": asp.cookieValue, "aspnetNew": "\(session.isNewSession)", "aspNew": "\(asp.isNewSession)", "aspnetCount": "\(session.count)", "aspCount": "\(asp.count)"]
+            if let key = request.query("get") { answer["aspnetValue"] = session.string(key) ?? "" }
+            return .text(String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self))
+        }
+        // Stores a value, then fails: the change must be discarded and the lock released.
+        routes.exact("/sessions/fail", sessions: .aspNet(.readWrite)) { request in
+            try request.requireSession().set(request.query("set") ?? "k", request.query("v") ?? "")
+            throw TestError.secret("handler failed after a session change")
+        }
+        // Any folder: `to` with this request's cookieless segment, as links are written.
+        routes.named("session-link", sessions: .aspNet(.readWrite)) { request in
+            .text(request.sessionURL(request.query("to") ?? "/"))
+        }
+        // Both sessions read-only for ASP.NET (the Session_Start test), reporting the keys.
+        routes.exact("/sessions/keys", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true)) { request in
+            let answer = [
+                "aspnet": (request.session?.keys ?? []).joined(separator: ","), "asp": (request.aspSession?.keys ?? []).joined(separator: ","),
+                "aspnetStarted": request.session?.string("startedBy") ?? "", "aspStarted": request.aspSession?.string("startedBy") ?? "",
+            ]
             return .text(String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self))
         }
         routes.exact("/sessions/clock") { request in

@@ -25,7 +25,8 @@ final class Fixture {
     }()
 
     /// `workerName`: the executable to run (TestWorker, or session-probe), from the built products.
-    init(nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = []) throws {
+    /// `environment`: added to the worker's environment.
+    init(nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = [], environment: [String: String] = [:]) throws {
         directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-test-\(UUID().uuidString.prefix(8))")
         for sub in ["logs", "run", "tmp"] {
             try FileManager.default.createDirectory(at: directory.appending(path: sub), withIntermediateDirectories: true)
@@ -34,6 +35,7 @@ final class Fixture {
         worker = Process()
         worker.executableURL = Self.products.appending(path: workerName)
         worker.arguments = ["serve", "--listen", "unix:\(socketPath)", "--threads", "8"] + workerArguments
+        if !environment.isEmpty { worker.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let log = directory.appending(path: "logs/worker.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         worker.standardError = try FileHandle(forWritingTo: log)
