@@ -55,6 +55,7 @@ struct CookielessData: Hashable, Sendable {
     /// Finds the first cookieless segment of a normalised path. Returns the path without it and
     /// the path before it (the application path it must follow).
     static func extract(from path: String) -> (data: CookielessData, stripped: String, before: String)? {
+        guard path.utf8.contains(UInt8(ascii: "(")) else { return nil }
         for segment in path.split(separator: "/") {
             guard let data = CookielessData(segment: segment) else { continue }
             let before = String(path[..<segment.startIndex].dropLast())

@@ -63,7 +63,7 @@ public struct Routes: Sendable {
 
     func route(for path: String) -> Route? {
         if let route = exact[path] { return route }
-        if !named.isEmpty, let last = path.split(separator: "/").last, let route = named[String(last)] { return route }
+        if !named.isEmpty, let slash = path.lastIndex(of: "/"), let route = named[String(path[path.index(after: slash)...])] { return route }
         for (prefix, route) in prefixes {
             if prefix == "/" || path == prefix || (path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")) {
                 return route

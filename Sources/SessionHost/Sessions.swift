@@ -304,6 +304,7 @@ final class SessionManager: Sendable {
     /// sessions that were kept. Returns an error page when a store failed to save.
     @discardableResult
     func end(_ ticket: Ticket, response: Response?, failed: Bool, requestID: UInt64) -> Response? {
+        guard ticket.aspNet != nil || ticket.asp != nil else { return response }
         var response = response
         var storeFailed = false
         // Released in the reverse order of acquisition.
