@@ -32,6 +32,10 @@ let package = Package(
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
 
+        // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
+        // nothing of anything else.
+        .target(name: "Locking", swiftSettings: strict),
+
         // The FastCGI transport: sockets, worker threads, records. Knows nothing of HTTP routing,
         // configuration or sessions.
         .target(
@@ -49,6 +53,7 @@ let package = Package(
             name: "WebConfiguration",
             dependencies: [
                 "CLibXML2",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -60,6 +65,7 @@ let package = Package(
             name: "SessionState",
             dependencies: [
                 "WebConfiguration",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -21,11 +21,24 @@ public struct HostConfiguration: Sendable {
     public var configurationCheckInterval: Duration
     /// Who sees the file, line and message on the configuration-error page.
     public var configurationErrorDetails: ConfigurationErrorDetails
+    /// Longest request path accepted, in bytes as sent (percent-escapes included, the query
+    /// not); longer ones get 414. IIS's `requestFiltering/requestLimits/@maxUrl` default.
+    public var maxURLLength: Int
+    /// Most segments a decoded request path may have; more get 414. http.sys's
+    /// `UrlSegmentMaxCount` default.
+    public var maxURLSegments: Int
+    /// A pause before each path of the startup configuration check (tests slow the check with
+    /// it to show that the worker serves meanwhile).
+    package var startupCheckPause: Duration = .zero
+
+    public static let defaultMaxURLLength = 4096
+    public static let defaultMaxURLSegments = 255
 
     public init(
         server: FastCGIServerConfiguration, shutdownGracePeriod: Duration = .seconds(10), configDirectory: String = "conf.d",
         site: SiteSelector = .default, configurationCheckInterval: Duration = .seconds(2),
-        configurationErrorDetails: ConfigurationErrorDetails = .localRequests
+        configurationErrorDetails: ConfigurationErrorDetails = .localRequests,
+        maxURLLength: Int = defaultMaxURLLength, maxURLSegments: Int = defaultMaxURLSegments
     ) {
         self.server = server
         self.shutdownGracePeriod = shutdownGracePeriod
@@ -33,6 +46,8 @@ public struct HostConfiguration: Sendable {
         self.site = site
         self.configurationCheckInterval = configurationCheckInterval
         self.configurationErrorDetails = configurationErrorDetails
+        self.maxURLLength = maxURLLength
+        self.maxURLSegments = maxURLSegments
     }
 }
 
@@ -78,6 +93,11 @@ public final class HostServer: Service, Sendable {
             "max-body-size": "\(configuration.server.maxRequestBodySize)",
             "config-dir": "\(configuration.configDirectory)",
         ])
+        // Every web.config is checked now, while the worker already serves, so that a setting
+        // this build cannot serve (a session-state mode it lacks, say) shows in the log at
+        // startup, not at the first request for it.
+        let check = StartupCheck(store: configurationStore, pause: configuration.startupCheckPause, logger: logger)
+        check.start()
         let grace = configuration.shutdownGracePeriod
         let store = configurationStore
         let interval = configuration.configurationCheckInterval
@@ -96,6 +116,7 @@ public final class HostServer: Service, Sendable {
         hangUp.setEventHandler { store.reload() }
         hangUp.resume()
         defer {
+            check.stop()
             hangUp.cancel()
             watcher.cancel()
             expiry.cancel()
@@ -123,10 +144,17 @@ public final class HostServer: Service, Sendable {
         let uri = fastCGI.params["REQUEST_URI"] ?? "-"
         do {
             var request = try Request(fastCGI)
+            if let excess = urlLimitExceeded(request) {
+                logger.info("request path over the limit", metadata: ["request": "\(id)", "reason": "\(excess)"])
+                let status = write(ErrorPage.response(.uriTooLong, detail: "The request address is longer than this server accepts."), to: &writer, request: id, uri: uri)
+                logger.debug("\(method) \(uri.prefix(200)) \(status.code) path over the limit", metadata: ["request": "\(id)"])
+                return
+            }
             let site = request.cgiParams["SESSIONHOST_SITE"].map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? configuration.site
             switch settings(for: &request, site: site) {
             case .success(let settings):
                 request.configuration = settings
+                request.configurationStore = configurationStore
             case .failure(let errors):
                 // The store logged the errors when it read them.
                 let details = configuration.configurationErrorDetails
@@ -182,6 +210,22 @@ public final class HostServer: Service, Sendable {
             }
         }
         return configurationStore.configuration(site: site, path: request.path)
+    }
+
+    /// Why the request's path is over the limits (`maxURLLength`, `maxURLSegments`), or nil.
+    /// Checked before the configuration lookup, so no path is too long to be answered at once.
+    private func urlLimitExceeded(_ request: Request) -> String? {
+        let rawLength = request.rawURI.utf8.firstIndex(of: UInt8(ascii: "?")).map { request.rawURI.utf8.distance(from: request.rawURI.utf8.startIndex, to: $0) } ?? request.rawURI.utf8.count
+        if rawLength > configuration.maxURLLength {
+            return "\(rawLength) bytes; the limit is \(configuration.maxURLLength)"
+        }
+        // The decoded path starts with `/`, has no empty segments and may end with `/`.
+        let slashes = request.path.utf8.count { $0 == UInt8(ascii: "/") }
+        let segments = request.path.hasSuffix("/") ? slashes - 1 : slashes
+        if segments > configuration.maxURLSegments {
+            return "\(segments) segments; the limit is \(configuration.maxURLSegments)"
+        }
+        return nil
     }
 
     static func isLoopback(_ address: String) -> Bool {
@@ -240,6 +284,55 @@ public final class HostServer: Service, Sendable {
             }
         }
         return response.status
+    }
+}
+
+/// The check of the whole configuration tree at startup, on a thread of its own so that the
+/// worker serves meanwhile (URLs not yet checked are resolved on demand, as always). Every
+/// error it finds is logged.
+private final class StartupCheck: Sendable {
+    private let store: ConfigurationStore
+    private let pause: Duration
+    private let logger: Logger
+    private let stopped = Atomic<Bool>(false)
+
+    init(store: ConfigurationStore, pause: Duration, logger: Logger) {
+        self.store = store
+        self.pause = pause
+        self.logger = logger
+    }
+
+    func start() {
+        Thread.detachNewThread { [self] in run() }
+    }
+
+    /// Stops the check before its next path (at shutdown).
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+    }
+
+    private func run() {
+        logger.info("configuration check started", metadata: ["config-dir": "\(store.directory)"])
+        let start = ContinuousClock.now
+        let pause = pause
+        let errors = store.check { [self] in
+            if pause > .zero { Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18) }
+            return !stopped.load(ordering: .relaxed)
+        }
+        for error in errors {
+            logger.error("invalid configuration: \(error)")
+        }
+        if stopped.load(ordering: .relaxed) {
+            logger.info("configuration check stopped at shutdown")
+            return
+        }
+        let elapsed = (ContinuousClock.now - start).components
+        let milliseconds = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
+        if errors.isEmpty {
+            logger.info("configuration check finished in \(milliseconds) ms: no errors")
+        } else {
+            logger.error("configuration check finished in \(milliseconds) ms: \(errors.count) configuration errors; the URLs they affect get the configuration-error page (500.19) until they are fixed")
+        }
     }
 }
 

@@ -39,6 +39,8 @@ public struct Request: Sendable {
     var aspSessionUnavailable: String? = "The handler did not ask for the classic ASP session (routes: sessions: SessionRequirements(classicASP: true))."
     /// The cookieless segment the URL carried, stripped from `path`.
     var cookieless: CookielessData?
+    /// The store the configuration came from (the test worker reports its statistics).
+    package internal(set) var configurationStore: ConfigurationStore?
 
     /// Builds a request from FastCGI parameters; fails when the path is malformed or climbs
     /// above the root.

@@ -88,6 +88,15 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-body-size"), help: ArgumentHelp("Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.", valueName: "size"))
     var maxBodySize: String = "10M"
 
+    @Option(name: .customLong("max-url-length"), help: ArgumentHelp("Longest request path accepted, in bytes as sent (without the query); longer ones get 414.", valueName: "bytes"))
+    var maxURLLength: Int = HostConfiguration.defaultMaxURLLength
+
+    @Option(name: .customLong("max-url-segments"), help: ArgumentHelp("Most segments a request path may have; more get 414.", valueName: "count"))
+    var maxURLSegments: Int = HostConfiguration.defaultMaxURLSegments
+
+    @Option(name: .customLong("startup-check-pause"), help: ArgumentHelp("Seconds to pause before each path of the startup configuration check (for tests).", visibility: .private))
+    var startupCheckPause: Double = 0
+
     @Option(name: .customLong("grace-period"), help: ArgumentHelp("Seconds running requests get to finish after SIGTERM/SIGINT.", valueName: "seconds"))
     var gracePeriod: Double = 10
 
@@ -102,6 +111,9 @@ struct ServeCommand: ParsableCommand {
         guard ConfigurationErrorDetails(rawValue: configErrors) != nil else { throw ValidationError("--config-errors must be detailed, local or none") }
         guard sessionQueueLimit >= 1 else { throw ValidationError("--session-queue-limit must be at least 1") }
         guard configCheckInterval > 0 else { throw ValidationError("--config-check-interval must be positive") }
+        guard maxURLLength >= 1 else { throw ValidationError("--max-url-length must be at least 1") }
+        guard maxURLSegments >= 1 else { throw ValidationError("--max-url-segments must be at least 1") }
+        guard startupCheckPause >= 0 else { throw ValidationError("--startup-check-pause must not be negative") }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: configDir, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw ValidationError("--config-dir \(configDir) is not a folder")
@@ -136,29 +148,23 @@ struct ServeCommand: ParsableCommand {
         }
         let logger = Logger(label: "sessionhost")
         let address = try listen.map { try ListenAddress(parsing: $0) } ?? .inherited(fd: 0)
-        let configuration = HostConfiguration(
+        var configuration = HostConfiguration(
             server: FastCGIServerConfiguration(listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
             configDirectory: configDir,
             site: Int(site).map(SiteSelector.id) ?? .name(site),
             configurationCheckInterval: .milliseconds(Int(configCheckInterval * 1000)),
-            configurationErrorDetails: ConfigurationErrorDetails(rawValue: configErrors) ?? .localRequests
+            configurationErrorDetails: ConfigurationErrorDetails(rawValue: configErrors) ?? .localRequests,
+            maxURLLength: maxURLLength,
+            maxURLSegments: maxURLSegments
         )
+        configuration.startupCheckPause = .milliseconds(Int(startupCheckPause * 1000))
         var sessions = sessions
         sessions.queueLimitPerSession = sessionQueueLimit
         let host = HostServer(configuration: configuration, routes: routes, sessions: sessions, logger: logger)
         switch host.configurationStore.sites() {
         case .success(let sites):
             logger.info("configuration from \(configDir): sites \(sites.map { "\"\($0.name)\" (id \($0.id))" }.joined(separator: ", "))")
-            // Every web.config is checked now, so that a setting this build cannot serve (a
-            // session-state mode it lacks, say) shows at startup, not at the first request.
-            let errors = host.configurationStore.check()
-            for error in errors {
-                logger.error("invalid configuration: \(error)")
-            }
-            if !errors.isEmpty {
-                logger.error("\(errors.count) configuration errors: the URLs they affect get the configuration-error page (500.19) until they are fixed")
-            }
         case .failure(let errors):
             logger.error("the server-level configuration is invalid; every request will get the configuration-error page until it is fixed", metadata: [
                 "errors": "\(errors)",

@@ -1,3 +1,5 @@
+import Locking
+
 /// The time a store measures expiry and lock age with. Tests inject a `ManualSessionClock` so
 /// that a 20-minute expiry takes no 20 minutes.
 public protocol SessionClock: Sendable {

@@ -1,3 +1,4 @@
+import Locking
 public import Logging
 
 /// The request-independent half of a session domain's pipeline (ASP.NET's

@@ -21,6 +21,11 @@ struct ConfigElement: Sendable {
         attributes.first { $0.name == name }
     }
 
+    /// This element and all below it: the work of merging it, counted by the store.
+    var subtreeCount: Int {
+        children.reduce(1) { $0 + $1.subtreeCount }
+    }
+
     func location(of attribute: Attribute) -> SourceLocation {
         SourceLocation(file: file, line: attribute.line)
     }

@@ -40,6 +40,8 @@ struct SectionBlock: Sendable {
     var inheritInChildApplications: Bool
     /// The `<location>` element, if any.
     var locationElement: SourceLocation?
+    /// Elements in the section, counted once when the file is read.
+    var elementCount: Int
 }
 
 /// A configuration file read into what SessionHost needs of it.
@@ -48,6 +50,11 @@ struct ConfigFile: Sendable {
     var kind: ConfigFileKind
     var declarations: [SectionDeclaration] = []
     var blocks: [SectionBlock] = []
+    /// Indices into `blocks` by `<location path>`; blocks outside `<location>` or with an empty
+    /// path are at the root. The resolver walks it along a URL instead of testing every block.
+    var blocksByLocation = PathTrie<Int>()
+    /// Elements read from the XML (0 for a file that could not be read).
+    var elementCount = 0
     /// `<system.applicationHost><sites>` (applicationHost.config only).
     var sitesElement: ConfigElement?
     /// Errors that make the whole file unusable.
@@ -74,11 +81,16 @@ struct ConfigFile: Sendable {
             errors.append(error)
             return
         }
+        elementCount = root.subtreeCount
+        defer {
+            for (index, block) in blocks.enumerated() { blocksByLocation.insert(index, at: block.locationPath ?? []) }
+        }
         guard root.name == "configuration" else {
             errors.append(ConfigurationError("The root element must be <configuration>, not <\(root.name)>.", at: root.location))
             return
         }
         var seen: Set<String> = []
+        var declared: Set<String> = []
         for (index, child) in root.children.enumerated() {
             switch child.name {
             case "configSections":
@@ -87,7 +99,7 @@ struct ConfigFile: Sendable {
                         "Only one <configSections> element allowed per config file and if present must be the first child of the root <configuration> element.",
                         at: child.location))
                 } else {
-                    readDeclarations(child, group: "")
+                    readDeclarations(child, group: "", declared: &declared)
                 }
             case "location":
                 readLocation(child, seen: &seen)
@@ -99,7 +111,7 @@ struct ConfigFile: Sendable {
         }
     }
 
-    private mutating func readDeclarations(_ element: ConfigElement, group: String) {
+    private mutating func readDeclarations(_ element: ConfigElement, group: String, declared: inout Set<String>) {
         for child in element.children {
             switch child.name {
             case "sectionGroup":
@@ -107,9 +119,9 @@ struct ConfigFile: Sendable {
                     errors.append(ConfigurationError("The 'name' attribute must be specified on the 'sectionGroup' tag.", at: child.location, attribute: "name"))
                     continue
                 }
-                readDeclarations(child, group: group.isEmpty ? name : "\(group)/\(name)")
+                readDeclarations(child, group: group.isEmpty ? name : "\(group)/\(name)", declared: &declared)
             case "section":
-                readSection(child, group: group)
+                readSection(child, group: group, declared: &declared)
             default:
                 // <remove>/<clear/> of declarations: SessionHost's sections are not removable.
                 continue
@@ -117,7 +129,7 @@ struct ConfigFile: Sendable {
         }
     }
 
-    private mutating func readSection(_ element: ConfigElement, group: String) {
+    private mutating func readSection(_ element: ConfigElement, group: String, declared: inout Set<String>) {
         guard let name = element.attribute("name")?.value, !name.isEmpty else {
             errors.append(ConfigurationError("The 'name' attribute must be specified on the 'section' tag.", at: element.location, attribute: "name"))
             return
@@ -158,7 +170,7 @@ struct ConfigFile: Sendable {
         if kind != .applicationHost, element.attribute("type") == nil {
             errors.append(ConfigurationError("The 'type' attribute must be specified on the 'section' tag.", at: element.location, attribute: "type"))
         }
-        if declarations.contains(where: { $0.name == declaration.name }) {
+        guard declared.insert(declaration.name).inserted else {
             errors.append(ConfigurationError(
                 "Section or group name '\(name)' is already defined. This can not be defined multiple times.",
                 at: element.location, attribute: "name"))
@@ -249,7 +261,8 @@ struct ConfigFile: Sendable {
                 section: schema, element: element, locationPath: location?.path,
                 overrideMode: location?.overrideMode ?? .inherit,
                 inheritInChildApplications: location?.inheritInChildApplications ?? true,
-                locationElement: location?.element))
+                locationElement: location?.element,
+                elementCount: element.subtreeCount))
         } else if group.isEmpty, Self.groups.contains(name) {
             for child in element.children {
                 collectSections(child, group: name, location: location, seen: &seen)

@@ -6,6 +6,8 @@ struct MachineLevel: Sendable {
     var rootWeb: ConfigFile
     var applicationHost: ConfigFile
     var sites: [Site]
+    /// Each site's applications and virtual directories by virtual path, by site id.
+    var anchors: [Int: PathTrie<SiteAnchor>]
     /// Errors of these files: they make every URL's configuration invalid.
     var errors: [ConfigurationError]
 
@@ -18,56 +20,56 @@ struct MachineLevel: Sendable {
         if !base.hasPrefix("/") { base = FileManager.default.currentDirectoryPath + "/" + base }
         let (sites, siteErrors) = SiteReader.read(applicationHost.sitesElement, baseDirectory: base)
         self.sites = sites
+        anchors = Dictionary(uniqueKeysWithValues: sites.map { ($0.id, SiteAnchor.trie(of: $0)) })
         errors = machine.errors + rootWeb.errors + applicationHost.errors + siteErrors
     }
 
     var files: [ConfigFile] { [machine, rootWeb, applicationHost] }
+
+    func site(_ selector: SiteSelector) -> Site? {
+        switch selector {
+        case .id(let id): sites.first { $0.id == id }
+        case .name(let name): sites.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        }
+    }
 }
 
 /// Computes the effective configuration of one URL from the files along its path, the way
 /// System.Configuration (ASP.NET sections) and IIS (system.webServer) merge them.
 struct Resolver {
-    /// A file on the URL's path with its place in the hierarchy.
-    private struct Level {
-        var file: ConfigFile
-        var depth: Int
-        /// The site name and URL segments of the file's level; empty above the sites.
-        var namePath: [String]
-    }
-
     /// A section occurrence that applies to the URL, in merge order.
     private struct Input {
         var block: SectionBlock
         var fileDepth: Int
         var targetDepth: Int
-        var target: [String]
         var order: Int
+    }
+
+    /// Work done, counted so that tests can tell linear from quadratic without timing.
+    struct Work: Sendable, Hashable {
+        /// Directory-level resolutions.
+        var resolutions = 0
+        /// Section blocks examined as candidates for a URL.
+        var blocksConsidered = 0
+        /// Elements of the blocks merged.
+        var elementsMerged = 0
     }
 
     let machine: MachineLevel
     let site: Site
-    /// The URL's segments below the site root.
-    let segments: [String]
+    /// The files, application roots and serving application of the URL's significant prefix.
+    let walk: PathWalk
 
-    /// Resolves with `webConfig` returning the parsed web.config of a physical folder, or nil
-    /// where there is none.
-    func resolve(path: String, webConfig: (String) -> ConfigFile?) -> Result<EffectiveConfiguration, ConfigurationErrors> {
+    func resolve(path: String, work: inout Work) -> Result<EffectiveConfiguration, ConfigurationErrors> {
         var errors = machine.errors
         guard errors.isEmpty else { return .failure(ConfigurationErrors(errors)) }
-
-        var levels = machine.files.enumerated().map { Level(file: $1, depth: $0, namePath: []) }
-        var applicationDepths: Set<Int> = []
-        for count in 0...segments.count {
-            let prefix = segments[..<count]
-            if site.applications.contains(where: { $0.segments.count == count && $0.segments.isPrefix(of: prefix) }) {
-                applicationDepths.insert(3 + count)
-            }
-            guard let folder = site.physicalPath(for: prefix), let file = webConfig(folder) else { continue }
-            errors += file.errors
-            levels.append(Level(file: file, depth: 3 + count, namePath: [site.name] + prefix))
-        }
+        work.resolutions += 1
+        let levels = walk.levels
+        for level in levels { errors += level.file.errors }
         guard errors.isEmpty else { return .failure(ConfigurationErrors(errors)) }
-        let application = site.application(for: segments[...])!
+        let segments = walk.segments
+        let applicationDepths = walk.applicationDepths
+        let application = walk.application
         let runningApplicationDepth = 3 + application.segments.count
         let requestDepth = 3 + segments.count
         let fullPath = [site.name] + segments
@@ -88,22 +90,30 @@ struct Resolver {
 
         var inputs: [Input] = []
         for level in levels {
-            for block in level.file.blocks {
-                let target: [String]
+            // The blocks whose <location> target is on the URL's path: those at the file's own
+            // level and those found walking its location trie down the rest of the path.
+            let below = fullPath.dropFirst(level.depth < 3 ? 0 : level.namePath.count)
+            var candidates = level.file.blocksByLocation.values(at: PathTrie<Int>.root)
+            var node = PathTrie<Int>.root
+            for segment in below {
+                guard let next = level.file.blocksByLocation.child(of: node, segment) else { break }
+                node = next
+                candidates += level.file.blocksByLocation.values(at: node)
+            }
+            work.blocksConsidered += candidates.count
+            for index in candidates.sorted() {
+                let block = level.file.blocks[index]
                 let targetDepth: Int
                 if let location = block.locationPath, !location.isEmpty {
-                    target = level.depth < 3 ? location : level.namePath + location
-                    targetDepth = 2 + target.count
+                    targetDepth = 2 + (level.depth < 3 ? 0 : level.namePath.count) + location.count
                 } else {
-                    target = level.namePath
                     targetDepth = level.depth
                 }
-                guard target.isPrefix(of: fullPath[...]) else { continue }
                 if !block.inheritInChildApplications,
                    applicationDepths.contains(where: { $0 > targetDepth && $0 <= requestDepth }) {
                     continue
                 }
-                inputs.append(Input(block: block, fileDepth: level.depth, targetDepth: targetDepth, target: target, order: inputs.count))
+                inputs.append(Input(block: block, fileDepth: level.depth, targetDepth: targetDepth, order: inputs.count))
             }
         }
         inputs.sort { ($0.targetDepth, $0.fileDepth, $0.order) < ($1.targetDepth, $1.fileDepth, $1.order) }
@@ -136,6 +146,7 @@ struct Resolver {
                     errors.append(ConfigurationError(schema.isASPNET ? Self.lockedMessage : Self.lockedMessageIIS, at: at))
                     continue
                 }
+                work.elementsMerged += input.block.elementCount
                 state.apply(input.block.element, depth: input.fileDepth, errors: &errors)
                 switch input.block.overrideMode {
                 case .deny: lock = input.fileDepth
@@ -180,8 +191,8 @@ struct Resolver {
             for (key, setting) in state.values {
                 if let source = setting.source { sources["\(state.schema.name)/\(key)"] = source }
             }
-            for (key, items) in state.collections {
-                for item in items {
+            for (key, collection) in state.collections {
+                for item in collection.items {
                     sources[[state.schema.name, key, item.name].filter { !$0.isEmpty }.joined(separator: "/")] = item.source
                 }
             }
@@ -191,7 +202,7 @@ struct Resolver {
         let pages = states[SectionSchema.pages.name]!
         let cookies = states[SectionSchema.httpCookies.name]!
         let runtime = states[SectionSchema.httpRuntime.name]!
-        let connectionStrings = (states[SectionSchema.connectionStrings.name]!.collections[""] ?? []).map {
+        let connectionStrings = (states[SectionSchema.connectionStrings.name]!.collections[""]?.items ?? []).map {
             ConnectionStringSettings(
                 name: $0.name, connectionString: $0.attributes["connectionString"] ?? "",
                 providerName: $0.attributes["providerName"] ?? "System.Data.SqlClient")
@@ -217,7 +228,7 @@ struct Resolver {
             partitionResolverType: session.value("partitionResolverType").text,
             sessionIDManagerType: session.value("sessionIDManagerType").text,
             compressionEnabled: session.value("compressionEnabled").flag,
-            providers: (session.collections["providers"] ?? []).map { item in
+            providers: (session.collections["providers"]?.items ?? []).map { item in
                 var parameters = item.attributes
                 parameters["name"] = nil
                 parameters["type"] = nil

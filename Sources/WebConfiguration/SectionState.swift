@@ -15,6 +15,46 @@ struct CollectionItem: Sendable {
     var lockedAtDepth: Int?
 }
 
+/// The items of one collection in order, indexed by name (ignoring case) so that `<add>`,
+/// `<remove>` and lookups cost the same whatever the collection's size.
+struct ItemCollection: Sendable {
+    /// In insertion order; nil where an item was removed.
+    private var slots: [CollectionItem?] = []
+    private var index: [String: Int] = [:]
+
+    var items: [CollectionItem] { slots.compactMap { $0 } }
+
+    func item(named name: String) -> CollectionItem? {
+        index[name.lowercased()].flatMap { slots[$0] }
+    }
+
+    /// Whether an item locked at a depth above `depth` is in the collection.
+    func hasItemLocked(above depth: Int) -> Bool {
+        slots.contains { ($0?.lockedAtDepth ?? .max) < depth }
+    }
+
+    /// Adds `item`, or replaces the item of the same name in its place.
+    mutating func set(_ item: CollectionItem) {
+        let key = item.name.lowercased()
+        if let position = index[key] {
+            slots[position] = item
+        } else {
+            index[key] = slots.count
+            slots.append(item)
+        }
+    }
+
+    mutating func remove(named name: String) {
+        guard let position = index.removeValue(forKey: name.lowercased()) else { return }
+        slots[position] = nil
+    }
+
+    mutating func removeAll() {
+        slots.removeAll()
+        index.removeAll()
+    }
+}
+
 /// One section being merged down the hierarchy: values attribute by attribute, collections
 /// item by item, and the locks that earlier levels placed on later ones.
 struct SectionState: Sendable {
@@ -22,7 +62,7 @@ struct SectionState: Sendable {
     /// Keyed by element path and attribute: `mode`, `session/timeout`.
     var values: [String: Setting] = [:]
     /// Keyed by element path: `` (the section element), `providers`.
-    var collections: [String: [CollectionItem]] = [:]
+    var collections: [String: ItemCollection] = [:]
     /// Locks apply to files deeper than the file that placed them.
     var attributeLocks: [String: Int] = [:]
     var allAttributesExceptLocks: [String: (allowed: Set<String>, depth: Int)] = [:]
@@ -157,11 +197,12 @@ struct SectionState: Sendable {
     }
 
     private mutating func applyCollectionItem(_ element: ConfigElement, collection: CollectionSchema, path: String, depth: Int, errors: inout [ConfigurationError]) {
-        var items = collections[path] ?? []
+        // Taken out while it changes, so that the change does not copy it.
+        var items = collections.removeValue(forKey: path) ?? ItemCollection()
         defer { collections[path] = items }
         switch element.name {
         case "clear":
-            if items.contains(where: { ($0.lockedAtDepth ?? .max) < depth }) {
+            if items.hasItemLocked(above: depth) {
                 errors.append(ConfigurationError(
                     "A collection item has been locked in a higher level configuration. The collection may not be cleared.", at: element.location))
                 return
@@ -177,13 +218,13 @@ struct SectionState: Sendable {
                     "Unrecognized attribute '\(attribute.name)'. Note that attribute names are case-sensitive.",
                     at: element.location(of: attribute), attribute: attribute.name))
             }
-            guard let index = items.firstIndex(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) else { return }
-            if (items[index].lockedAtDepth ?? .max) < depth {
+            guard let existing = items.item(named: name) else { return }
+            if (existing.lockedAtDepth ?? .max) < depth {
                 errors.append(ConfigurationError(
                     "The collection item has been locked in a higher level configuration and may not be changed.", at: element.location))
                 return
             }
-            items.remove(at: index)
+            items.remove(named: name)
         case "add":
             var attributes: [String: String] = [:]
             var lockItem = false
@@ -215,16 +256,12 @@ struct SectionState: Sendable {
                 return
             }
             let item = CollectionItem(name: name, attributes: attributes, source: element.location, lockedAtDepth: lockItem ? depth : nil)
-            if let index = items.firstIndex(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) {
-                // An identical re-add is accepted, as System.Configuration does.
-                guard items[index].attributes == attributes else {
-                    errors.append(ConfigurationError("The entry '\(name)' has already been added.", at: element.location, attribute: "name"))
-                    return
-                }
-                items[index] = item
-            } else {
-                items.append(item)
+            // An identical re-add is accepted, as System.Configuration does.
+            if let existing = items.item(named: name), existing.attributes != attributes {
+                errors.append(ConfigurationError("The entry '\(name)' has already been added.", at: element.location, attribute: "name"))
+                return
             }
+            items.set(item)
         default:
             errors.append(ConfigurationError("Unrecognized element '\(element.name)'.", at: element.location))
         }

@@ -89,21 +89,103 @@ public struct HTTPCookiesSettings: Sendable, Hashable {
 }
 
 /// The effective session configuration of one URL.
+///
+/// The values live in one shared, immutable box, so that a memoised configuration is handed to
+/// each request with one reference-count operation rather than one per string and array inside
+/// it (which, on a busy worker, all threads would be incrementing at once).
 public struct EffectiveConfiguration: Sendable, Hashable {
-    public var site: Site
+    public var site: Site {
+        get { box.values.site }
+        set { change { $0.site = newValue } }
+    }
     /// The application that serves the URL.
-    public var application: Application
+    public var application: Application {
+        get { box.values.application }
+        set { change { $0.application = newValue } }
+    }
     /// The normalised URL path.
-    public var path: String
-    public var asp: ASPSessionSettings
-    public var sessionState: SessionStateSettings
-    public var enableSessionState: EnableSessionState
-    public var httpCookies: HTTPCookiesSettings
+    public var path: String {
+        get { box.values.path }
+        set { change { $0.path = newValue } }
+    }
+    public var asp: ASPSessionSettings {
+        get { box.values.asp }
+        set { change { $0.asp = newValue } }
+    }
+    public var sessionState: SessionStateSettings {
+        get { box.values.sessionState }
+        set { change { $0.sessionState = newValue } }
+    }
+    public var enableSessionState: EnableSessionState {
+        get { box.values.enableSessionState }
+        set { change { $0.enableSessionState = newValue } }
+    }
+    public var httpCookies: HTTPCookiesSettings {
+        get { box.values.httpCookies }
+        set { change { $0.httpCookies = newValue } }
+    }
     /// `system.web/httpRuntime/@executionTimeout` (the age after which a session lock is stale).
-    public var executionTimeout: Duration
-    public var connectionStrings: [ConnectionStringSettings]
+    public var executionTimeout: Duration {
+        get { box.values.executionTimeout }
+        set { change { $0.executionTimeout = newValue } }
+    }
+    public var connectionStrings: [ConnectionStringSettings] {
+        get { box.values.connectionStrings }
+        set { change { $0.connectionStrings = newValue } }
+    }
     /// Where each value was set, keyed `section/attribute` (e.g. `system.web/sessionState/mode`,
     /// `system.webServer/asp/session/timeout`, `system.web/sessionState/providers/NAME`); values
     /// not listed are defaults.
-    public var sources: [String: SourceLocation]
+    public var sources: [String: SourceLocation] {
+        get { box.values.sources }
+        set { change { $0.sources = newValue } }
+    }
+
+    public init(
+        site: Site, application: Application, path: String, asp: ASPSessionSettings, sessionState: SessionStateSettings,
+        enableSessionState: EnableSessionState, httpCookies: HTTPCookiesSettings, executionTimeout: Duration,
+        connectionStrings: [ConnectionStringSettings], sources: [String: SourceLocation]
+    ) {
+        box = Box(Values(
+            site: site, application: application, path: path, asp: asp, sessionState: sessionState,
+            enableSessionState: enableSessionState, httpCookies: httpCookies, executionTimeout: executionTimeout,
+            connectionStrings: connectionStrings, sources: sources))
+    }
+
+    private struct Values: Sendable, Hashable {
+        var site: Site
+        var application: Application
+        var path: String
+        var asp: ASPSessionSettings
+        var sessionState: SessionStateSettings
+        var enableSessionState: EnableSessionState
+        var httpCookies: HTTPCookiesSettings
+        var executionTimeout: Duration
+        var connectionStrings: [ConnectionStringSettings]
+        var sources: [String: SourceLocation]
+    }
+
+    private final class Box: Sendable {
+        let values: Values
+
+        init(_ values: Values) {
+            self.values = values
+        }
+    }
+
+    private var box: Box
+
+    private mutating func change(_ body: (inout Values) -> Void) {
+        var values = box.values
+        body(&values)
+        box = Box(values)
+    }
+
+    public static func == (lhs: EffectiveConfiguration, rhs: EffectiveConfiguration) -> Bool {
+        lhs.box === rhs.box || lhs.box.values == rhs.box.values
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(box.values)
+    }
 }

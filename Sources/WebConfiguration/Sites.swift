@@ -68,6 +68,8 @@ enum SiteReader {
     static func read(_ sites: ConfigElement?, baseDirectory: String) -> (sites: [Site], errors: [ConfigurationError]) {
         var result: [Site] = []
         var errors: [ConfigurationError] = []
+        var names: Set<String> = []
+        var ids: Set<Int> = []
         for element in sites?.children ?? [] where element.name == "site" {
             guard let name = element.attribute("name")?.value, !name.trimmingBlanks.isEmpty else {
                 errors.append(ConfigurationError("Required attribute 'name' not found.", at: element.location, attribute: "name"))
@@ -81,17 +83,18 @@ enum SiteReader {
                 errors.append(ConfigurationError("The site id '\(idAttribute.value)' must be a positive integer.", at: element.location(of: idAttribute), attribute: "id"))
                 continue
             }
-            if result.contains(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) {
+            if names.contains(name.lowercased()) {
                 errors.append(ConfigurationError("The entry '\(name)' has already been added.", at: element.location, attribute: "name"))
                 continue
             }
-            if result.contains(where: { $0.id == id }) {
+            if ids.contains(id) {
                 errors.append(ConfigurationError("Another site already has id \(id).", at: element.location(of: idAttribute), attribute: "id"))
                 continue
             }
             var applications: [Application] = []
+            var paths: Set<String> = []
             for child in element.children where child.name == "application" {
-                if let application = readApplication(child, site: name, baseDirectory: baseDirectory, existing: applications, errors: &errors) {
+                if let application = readApplication(child, site: name, baseDirectory: baseDirectory, existing: &paths, errors: &errors) {
                     applications.append(application)
                 }
             }
@@ -100,13 +103,15 @@ enum SiteReader {
                 continue
             }
             applications.sort { $0.segments.count > $1.segments.count }
+            names.insert(name.lowercased())
+            ids.insert(id)
             result.append(Site(name: name, id: id, applications: applications))
         }
         return (result, errors)
     }
 
     private static func readApplication(
-        _ element: ConfigElement, site: String, baseDirectory: String, existing: [Application], errors: inout [ConfigurationError]
+        _ element: ConfigElement, site: String, baseDirectory: String, existing: inout Set<String>, errors: inout [ConfigurationError]
     ) -> Application? {
         guard let pathAttribute = element.attribute("path") else {
             errors.append(ConfigurationError("Required attribute 'path' not found.", at: element.location, attribute: "path"))
@@ -116,7 +121,8 @@ enum SiteReader {
             errors.append(ConfigurationError("The application path '\(pathAttribute.value)' must start with '/'.", at: element.location(of: pathAttribute), attribute: "path"))
             return nil
         }
-        if existing.contains(where: { $0.segments.map { $0.lowercased() } == segments.map { $0.lowercased() } }) {
+        let key = segments.joined(separator: "/").lowercased()
+        guard !existing.contains(key) else {
             errors.append(ConfigurationError("The entry '\(pathAttribute.value)' has already been added.", at: element.location(of: pathAttribute), attribute: "path"))
             return nil
         }
@@ -146,6 +152,7 @@ enum SiteReader {
             return nil
         }
         directories.sort { $0.segments.count > $1.segments.count }
+        existing.insert(key)
         return Application(path: "/" + segments.joined(separator: "/"), segments: segments, virtualDirectories: directories)
     }
 }

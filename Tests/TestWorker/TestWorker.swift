@@ -30,6 +30,16 @@ struct TestWorker {
         routes.prefix("/settings") { request in
             .text(request.configuration.map(ConfigurationReport.json) ?? "none")
         }
+        routes.exact("/config-statistics") { request in
+            guard let statistics = request.configurationStore?.statistics else { return .text("none\n") }
+            let lines = Mirror(reflecting: statistics).children.map { "\($0.label ?? ""): \($0.value)" }
+            let limits = [
+                "memoisedURLByteLimit: \(ConfigurationStoreStatistics.memoisedURLByteLimit)",
+                "memoisedDirectoryByteLimit: \(ConfigurationStoreStatistics.memoisedDirectoryByteLimit)",
+                "watchedByteLimit: \(ConfigurationStoreStatistics.watchedByteLimit)",
+            ]
+            return .text((lines + limits).joined(separator: "\n") + "\n")
+        }
         routes.prefix("/files") { request in
             .text("prefix handler: \(request.path)\n")
         }

@@ -4,13 +4,13 @@ import Glibc
 ///
 /// `Synchronization.Mutex` locks with futexes on Linux, which the thread sanitizer does not see:
 /// it reports every contended access inside `withLock` as a race (checked with a 10-line
-/// program), so it cannot check this module. The sanitizer does see pthread mutexes, which cost
-/// the same when uncontended.
-final class Locked<Value>: @unchecked Sendable {
+/// program), so it cannot check code that uses it. The sanitizer does see pthread mutexes, which
+/// cost the same when uncontended.
+package final class Locked<Value>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         self.value = value
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -21,7 +21,7 @@ final class Locked<Value>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+    package func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
