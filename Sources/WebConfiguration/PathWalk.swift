@@ -64,7 +64,7 @@ struct PathWalk {
         application = site.applications[applicationIndex]
         // The physical folder of the prefix; nil once it cannot exist.
         var folder: String?
-        var remaining = path.split(separator: "/", omittingEmptySubsequences: true).makeIterator()
+        var remaining = PathSegments(path)
         var depth = 0
         while true {
             var isAnchor = false
@@ -99,5 +99,27 @@ struct PathWalk {
             segments.append(String(next))
             depth += 1
         }
+    }
+}
+
+/// The segments of a URL path, split as they are asked for: the walk usually stops long before
+/// the end of a deep URL, and splitting all of it would cost in proportion to its length.
+struct PathSegments: IteratorProtocol {
+    private let path: String
+    private var position: String.Index
+
+    init(_ path: String) {
+        self.path = path
+        position = path.utf8.startIndex
+    }
+
+    mutating func next() -> Substring? {
+        let utf8 = path.utf8
+        let slash = UInt8(ascii: "/")
+        while position < utf8.endIndex, utf8[position] == slash { position = utf8.index(after: position) }
+        guard position < utf8.endIndex else { return nil }
+        let start = position
+        while position < utf8.endIndex, utf8[position] != slash { position = utf8.index(after: position) }
+        return path[start..<position]
     }
 }
