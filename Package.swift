@@ -42,6 +42,7 @@ let package = Package(
             name: "FastCGI",
             dependencies: [
                 "CFastCGI",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -75,6 +76,7 @@ let package = Package(
             name: "SessionHost",
             dependencies: [
                 "FastCGI",
+                "Locking",
                 "WebConfiguration",
                 "SessionState",
                 .product(name: "Logging", package: "swift-log"),
@@ -135,12 +137,12 @@ let package = Package(
         // Tests.
         .executableTarget(
             name: "TestWorker",
-            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "WebConfiguration"],
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "WebConfiguration", "Locking"],
             path: "Tests/TestWorker",
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
-        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "WebConfigurationTests",
             dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],
@@ -153,7 +155,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["TestWorker", "SessionProbe", "FastCGI"],
+            dependencies: ["TestWorker", "SessionProbe", "FastCGI", "Locking"],
             swiftSettings: strict
         ),
     ]

@@ -1,3 +1,4 @@
+import Locking
 import CFastCGI
 import Dispatch
 import Foundation
@@ -54,7 +55,7 @@ public final class FastCGIServer: Sendable {
     public let configuration: FastCGIServerConfiguration
     private let logger: Logger
     private let responder: Responder
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Read on every request, so kept out of `state`: workers must not contend on one lock.
     private let stopping = Atomic<Bool>(false)
 
@@ -188,7 +189,7 @@ public final class FastCGIServer: Sendable {
 /// What a worker thread is doing, for stop(): one lock per worker, so workers never contend.
 private final class WorkerSlot: Sendable {
     enum Activity { case waiting(fd: Int32), busy }
-    let state = Mutex(Activity.waiting(fd: -1))
+    let state = Locked(Activity.waiting(fd: -1))
 }
 
 /// One worker thread's loop. Everything here is confined to that thread.

@@ -1,3 +1,4 @@
+import Locking
 import Dispatch
 import Foundation
 public import FastCGI
@@ -238,7 +239,7 @@ public final class HostServer: Service, Sendable {
             return try handler(request)
         case .async(let handler):
             // The worker thread blocks here, not a thread of the cooperative pool.
-            let result = Mutex<Result<Response, any Error>?>(nil)
+            let result = Locked<Result<Response, any Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             Task {
                 let outcome: Result<Response, any Error>

@@ -4,23 +4,8 @@ import Foundation
 public struct Site: Sendable, Hashable {
     public var name: String
     public var id: Int
-    /// Deepest first, so the first match is the application that serves a path.
+    /// Deepest first.
     public var applications: [Application]
-
-    /// The application that serves `segments` (the deepest whose path is a prefix).
-    func application(for segments: ArraySlice<String>) -> Application? {
-        applications.first { $0.segments.isPrefix(of: segments) }
-    }
-
-    /// The physical folder of the virtual path `segments`, through the serving application's
-    /// deepest matching virtual directory.
-    func physicalPath(for segments: ArraySlice<String>) -> String? {
-        guard let application = application(for: segments) else { return nil }
-        let inApplication = segments.dropFirst(application.segments.count)
-        guard let directory = application.virtualDirectories.first(where: { $0.segments.isPrefix(of: inApplication) }) else { return nil }
-        let rest = inApplication.dropFirst(directory.segments.count)
-        return rest.isEmpty ? directory.physicalPath : directory.physicalPath + "/" + rest.joined(separator: "/")
-    }
 }
 
 /// An `<application path>` of a site.
@@ -41,20 +26,6 @@ public struct VirtualDirectory: Sendable, Hashable {
     var segments: [String]
     /// Absolute; a relative `physicalPath` is resolved against applicationHost.config's folder.
     public var physicalPath: String
-}
-
-extension Array where Element == String {
-    /// Whether this is a prefix of `other`, comparing segments without regard to case, as IIS
-    /// compares URLs.
-    func isPrefix(of other: ArraySlice<String>) -> Bool {
-        guard count <= other.count else { return false }
-        var index = other.startIndex
-        for segment in self {
-            guard segment.caseInsensitiveCompare(other[index]) == .orderedSame else { return false }
-            index += 1
-        }
-        return true
-    }
 }
 
 /// The segments of a virtual path such as `/app/sub`; nil unless it starts with `/`.

@@ -1,3 +1,4 @@
+import Locking
 import Foundation
 import Glibc
 import Synchronization
@@ -218,7 +219,7 @@ struct ProbeAnswer {
 /// Runs `body` on a thread of its own (each request of a concurrency test has its own thread and
 /// connection); `value()` waits for it, 60 s at most.
 final class Pending<T: Sendable>: Sendable {
-    private let result = Mutex<Result<T, any Error>?>(nil)
+    private let result = Locked<Result<T, any Error>?>(nil)
     private let done = DispatchSemaphore(value: 0)
 
     init(_ body: @escaping @Sendable () throws -> T) {

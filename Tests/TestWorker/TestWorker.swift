@@ -1,3 +1,4 @@
+import Locking
 import Foundation
 import SessionHost
 import SessionHostCLI
@@ -106,7 +107,7 @@ struct TestWorker {
 
     static let clock = ManualSessionClock()
     /// Session_End/Session_OnEnd calls seen so far, one JSON object each.
-    static let ended = Mutex<[[String: String]]>([])
+    static let ended = Locked<[[String: String]]>([])
 
     static var sessionOptions: SessionOptions {
         func record(_ domain: String) -> @Sendable (EndedSession) -> Void {
