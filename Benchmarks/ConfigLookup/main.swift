@@ -192,6 +192,18 @@ func largeFileCase() throws {
     let check = ContinuousClock().measure { errors = checker.check().count }
     precondition(errors == 0, "the locations benchmark tree should be valid")
     report("whole-tree check, \(locations) <location> (\(blocks.utf8.count / 1024) KiB)", String(format: "%12.3f ms", nanoseconds(check) / 1e6))
+
+    // Both in one file: every <location> target merges the same connection strings.
+    let mixedLocations = locations / 2
+    var mixed = "<configuration>\n<connectionStrings>\n"
+    for index in 0..<locations { mixed += "<add name=\"c\(index)\" connectionString=\"s\(index)\"/>\n" }
+    mixed += "</connectionStrings>\n" + blocks.split(separator: "\n").prefix(mixedLocations).joined(separator: "\n") + "\n</configuration>\n"
+    let both = try makeTree([("", mixed)])
+    defer { try? FileManager.default.removeItem(atPath: both) }
+    let mixedChecker = ConfigurationStore(directory: both + "/conf", logger: quiet)
+    let mixedCheck = ContinuousClock().measure { errors = mixedChecker.check().count }
+    precondition(errors == 0, "the mixed benchmark tree should be valid")
+    report("check, \(mixedLocations) <location> + \(locations) strings (\(mixed.utf8.count / 1024) KiB)", String(format: "%12.3f ms", nanoseconds(mixedCheck) / 1e6))
 }
 
 let cases = Set((environment["ONLY"] ?? "memoised,deep,large").split(separator: ",").map(String.init))

@@ -48,6 +48,8 @@ struct SectionBlock: Sendable {
 struct ConfigFile: Sendable {
     var path: String
     var kind: ConfigFileKind
+    /// This version of the file, among all read in the process (see `MergedSection`).
+    private(set) var identity = ConfigFile.newIdentity()
     var declarations: [SectionDeclaration] = []
     var blocks: [SectionBlock] = []
     /// Indices into `blocks` by `<location path>`; blocks outside `<location>` or with an empty

@@ -55,6 +55,8 @@ public final class ConfigurationStore: Sendable {
     /// Bytes of memoised prefixes (folders and configured virtual paths), estimated from their
     /// settings. Their number is bounded by the tree on disk and the files; this is a backstop.
     static let directoryMemoByteLimit = 16 << 20
+    /// Bytes of merged sections (see `MergedSection`), estimated from their values and items.
+    static let sectionMemoByteLimit = 16 << 20
     /// Bytes of watched paths before everything is forgotten and re-read on demand. Only paths
     /// that exist or whose folder exists are watched, so only a huge tree on disk reaches it.
     static let watchedByteLimit = 16 << 20
@@ -68,6 +70,7 @@ public final class ConfigurationStore: Sendable {
         /// Lookups that missed the calling thread's memo and took the lock.
         var sharedLookups = 0
         var directories = BoundedCache<LookupKey, Lookup>(byteLimit: ConfigurationStore.directoryMemoByteLimit)
+        var sections = BoundedCache<SectionKey, MergedSection>(byteLimit: ConfigurationStore.sectionMemoByteLimit)
         var urls = BoundedCache<LookupKey, Lookup>(byteLimit: ConfigurationStore.urlMemoByteLimit)
 
         /// Forgets everything read; the counters go on.
@@ -132,6 +135,7 @@ public final class ConfigurationStore: Sendable {
             state.generation += 1
             state.urls.removeAll()
             state.directories.removeAll()
+            state.sections.removeAll()
             for path in changed {
                 state.files.forget(path)
                 if machinePaths.contains(path) { state.machine = nil }
@@ -177,6 +181,8 @@ public final class ConfigurationStore: Sendable {
                 memoisedURLBytes: state.urls.bytes,
                 memoisedDirectories: state.directories.count,
                 memoisedDirectoryBytes: state.directories.bytes,
+                memoisedSections: state.sections.count,
+                memoisedSectionBytes: state.sections.bytes,
                 watchedPaths: state.files.watched.count,
                 watchedBytes: state.files.watchedBytes,
                 generation: state.generation)
@@ -287,7 +293,7 @@ public final class ConfigurationStore: Sendable {
         if let memoised = state.directories.value(for: prefix) {
             base = memoised
         } else {
-            base = checked(Resolver(machine: machine, site: site, walk: walk).resolve(path: prefix.path, work: &state.work))
+            base = checked(Resolver(machine: machine, site: site, walk: walk).resolve(path: prefix.path, work: &state.work, sections: &state.sections))
             if case .failure(let errors) = base {
                 logger.error("invalid configuration", metadata: [
                     "path": "\(prefix.path)", "site": "\(key.site)", "errors": "\(errors.errors.map(\.description).joined(separator: "; "))",
@@ -319,15 +325,11 @@ public final class ConfigurationStore: Sendable {
         2 * key.path.utf8.count + 160
     }
 
-    /// A rough size of a memoised prefix's settings: the parts that grow with the files.
+    /// A rough size of a memoised prefix's settings: its own part; the merged sections it shares
+    /// with other prefixes (large collections among them) are counted in the section memo.
     private static func estimatedBytes(of lookup: Lookup, key: LookupKey) -> Int {
-        var bytes = 1024 + key.path.utf8.count
-        switch lookup {
-        case .success(let settings):
-            bytes += settings.sources.count * 96
-            for connection in settings.connectionStrings { bytes += 64 + connection.name.utf8.count + connection.connectionString.utf8.count }
-            for provider in settings.sessionState.providers { bytes += 64 + provider.parameters.count * 64 }
-        case .failure(let errors):
+        var bytes = 2048 + key.path.utf8.count
+        if case .failure(let errors) = lookup {
             for error in errors.errors { bytes += 64 + error.message.utf8.count + error.location.file.utf8.count }
         }
         return bytes
@@ -382,6 +384,9 @@ public struct ConfigurationStoreStatistics: Sendable, Hashable {
     public var memoisedURLBytes: Int
     public var memoisedDirectories: Int
     public var memoisedDirectoryBytes: Int
+    /// Sections merged from the same blocks for many prefixes are merged once (`MergedSection`).
+    public var memoisedSections: Int
+    public var memoisedSectionBytes: Int
     public var watchedPaths: Int
     public var watchedBytes: Int
     /// Bumped whenever the memos are emptied (a reload or a change on disk).
@@ -390,6 +395,7 @@ public struct ConfigurationStoreStatistics: Sendable, Hashable {
     /// The bounds of `memoisedURLBytes`, `memoisedDirectoryBytes` and `watchedBytes`.
     public static let memoisedURLByteLimit = ConfigurationStore.urlMemoByteLimit
     public static let memoisedDirectoryByteLimit = ConfigurationStore.directoryMemoByteLimit
+    public static let memoisedSectionByteLimit = ConfigurationStore.sectionMemoByteLimit
     public static let watchedByteLimit = ConfigurationStore.watchedByteLimit
     /// What each thread keeps besides, per store.
     public static let perThreadURLByteLimit = ThreadLookupCaches.byteLimit

@@ -40,10 +40,12 @@ struct Resolver {
     /// A section occurrence that applies to the URL, in merge order.
     private struct Input {
         var block: SectionBlock
-        var fileDepth: Int
+        var key: AppliedBlock
         var targetDepth: Int
         var order: Int
     }
+
+    private typealias Declarations = [String: (declaration: SectionDeclaration, depth: Int)]
 
     /// Work done, counted so that tests can tell linear from quadratic without timing.
     struct Work: Sendable, Hashable {
@@ -51,7 +53,7 @@ struct Resolver {
         var resolutions = 0
         /// Section blocks examined as candidates for a URL.
         var blocksConsidered = 0
-        /// Elements of the blocks merged.
+        /// Elements of the blocks merged (a memoised merge counts nothing).
         var elementsMerged = 0
     }
 
@@ -60,23 +62,36 @@ struct Resolver {
     /// The files, application roots and serving application of the URL's significant prefix.
     let walk: PathWalk
 
-    func resolve(path: String, work: inout Work) -> Result<EffectiveConfiguration, ConfigurationErrors> {
+    /// The configuration of the walked prefix, reported at `path`. Sections merged from the same
+    /// blocks before come from `sections`; new merges are added to it.
+    func resolve(path: String, work: inout Work, sections: inout BoundedCache<SectionKey, MergedSection>) -> Result<EffectiveConfiguration, ConfigurationErrors> {
         var errors = machine.errors
         guard errors.isEmpty else { return .failure(ConfigurationErrors(errors)) }
         work.resolutions += 1
-        let levels = walk.levels
-        for level in levels { errors += level.file.errors }
+        for level in walk.levels { errors += level.file.errors }
         guard errors.isEmpty else { return .failure(ConfigurationErrors(errors)) }
-        let segments = walk.segments
-        let applicationDepths = walk.applicationDepths
-        let application = walk.application
-        let runningApplicationDepth = 3 + application.segments.count
-        let requestDepth = 3 + segments.count
-        let fullPath = [site.name] + segments
+        let declarations = declarations(errors: &errors)
+        let inputs = inputs(work: &work)
+        var merged: [String: MergedSection] = [:]
+        for schema in SectionSchema.all {
+            let applied = applicable(inputs, of: schema, declarations: declarations, errors: &errors)
+            let key = SectionKey(section: schema.name, blocks: applied.map(\.key))
+            let section = sections.value(for: key) ?? {
+                let section = MergedSection(schema, blocks: applied.map(\.block), depths: applied.map(\.key.depth), work: &work)
+                sections.insert(section, for: key, bytes: section.estimatedBytes)
+                return section
+            }()
+            errors += section.errors
+            merged[schema.name] = section
+        }
+        let result = Self.settings(merged, site: site, application: walk.application, path: path, errors: &errors)
+        return errors.isEmpty ? .success(result) : .failure(ConfigurationErrors(errors))
+    }
 
-        // Declarations from every level, outermost first; a name is declared once.
-        var declarations: [String: (declaration: SectionDeclaration, depth: Int)] = [:]
-        for level in levels {
+    /// Section declarations from every level, outermost first; a name is declared once.
+    private func declarations(errors: inout [ConfigurationError]) -> Declarations {
+        var declarations: Declarations = [:]
+        for level in walk.levels {
             for declaration in level.file.declarations {
                 if declarations[declaration.name] != nil {
                     errors.append(ConfigurationError(
@@ -87,78 +102,85 @@ struct Resolver {
                 declarations[declaration.name] = (declaration, level.depth)
             }
         }
+        return declarations
+    }
 
+    /// The section blocks that apply to the prefix, in merge order: by target depth, then file
+    /// depth, then order in the file.
+    private func inputs(work: inout Work) -> [Input] {
+        let fullPath = [site.name] + walk.segments
+        let requestDepth = 3 + walk.segments.count
         var inputs: [Input] = []
-        for level in levels {
+        for level in walk.levels {
             // The blocks whose <location> target is on the URL's path: those at the file's own
             // level and those found walking its location trie down the rest of the path.
-            let below = fullPath.dropFirst(level.depth < 3 ? 0 : level.namePath.count)
-            var candidates = level.file.blocksByLocation.values(at: PathTrie<Int>.root)
+            let levelSegments = level.depth < 3 ? 0 : level.namePath.count
+            let trie = level.file.blocksByLocation
+            var candidates = trie.values(at: PathTrie<Int>.root)
             var node = PathTrie<Int>.root
-            for segment in below {
-                guard let next = level.file.blocksByLocation.child(of: node, segment) else { break }
+            for segment in fullPath.dropFirst(levelSegments) {
+                guard let next = trie.child(of: node, segment) else { break }
                 node = next
-                candidates += level.file.blocksByLocation.values(at: node)
+                candidates += trie.values(at: node)
             }
             work.blocksConsidered += candidates.count
             for index in candidates.sorted() {
                 let block = level.file.blocks[index]
                 let targetDepth: Int
                 if let location = block.locationPath, !location.isEmpty {
-                    targetDepth = 2 + (level.depth < 3 ? 0 : level.namePath.count) + location.count
+                    targetDepth = 2 + levelSegments + location.count
                 } else {
                     targetDepth = level.depth
                 }
                 if !block.inheritInChildApplications,
-                   applicationDepths.contains(where: { $0 > targetDepth && $0 <= requestDepth }) {
+                   walk.applicationDepths.contains(where: { $0 > targetDepth && $0 <= requestDepth }) {
                     continue
                 }
-                inputs.append(Input(block: block, fileDepth: level.depth, targetDepth: targetDepth, order: inputs.count))
+                let key = AppliedBlock(file: level.file.identity, block: index, depth: level.depth)
+                inputs.append(Input(block: block, key: key, targetDepth: targetDepth, order: inputs.count))
             }
         }
-        inputs.sort { ($0.targetDepth, $0.fileDepth, $0.order) < ($1.targetDepth, $1.fileDepth, $1.order) }
+        return inputs.sorted { ($0.targetDepth, $0.key.depth, $0.order) < ($1.targetDepth, $1.key.depth, $1.order) }
+    }
 
-        var states: [String: SectionState] = [:]
-        for schema in SectionSchema.all {
-            var state = SectionState(schema: schema)
-            let declared = declarations[schema.name]
-            var lock: Int? = declared.flatMap { $0.declaration.overrideModeDefault == .deny ? $0.depth : nil }
-            for input in inputs where input.block.section.name == schema.name {
-                let at = input.block.element.location
-                guard let (declaration, _) = declared else {
-                    errors.append(ConfigurationError("Unrecognized configuration section \(schema.name).", at: at))
-                    continue
-                }
-                if input.block.locationPath != nil, !declaration.allowLocation {
-                    errors.append(ConfigurationError(
-                        "This section is not allowed in <location> elements.  This section has been marked allowLocation=\"false\".",
-                        at: input.block.locationElement ?? at))
-                    continue
-                }
-                if let message = Self.definitionError(
-                    declaration.allowDefinition, targetDepth: input.targetDepth,
-                    isApplicationRoot: applicationDepths.contains(input.targetDepth),
-                    runningApplicationDepth: runningApplicationDepth) {
-                    errors.append(ConfigurationError(message, at: at))
-                    continue
-                }
-                if let lockDepth = lock, input.fileDepth > lockDepth {
-                    errors.append(ConfigurationError(schema.isASPNET ? Self.lockedMessage : Self.lockedMessageIIS, at: at))
-                    continue
-                }
-                work.elementsMerged += input.block.elementCount
-                state.apply(input.block.element, depth: input.fileDepth, errors: &errors)
-                switch input.block.overrideMode {
-                case .deny: lock = input.fileDepth
-                case .allow: lock = nil
-                case .inherit: break
-                }
+    /// The inputs of `schema` that may be merged: declared, allowed in `<location>` and at their
+    /// level, and not locked by a level above; an error for each of the others.
+    private func applicable(_ inputs: [Input], of schema: SectionSchema, declarations: Declarations, errors: inout [ConfigurationError]) -> [Input] {
+        let declared = declarations[schema.name]
+        let runningApplicationDepth = 3 + walk.application.segments.count
+        var lock: Int? = declared.flatMap { $0.declaration.overrideModeDefault == .deny ? $0.depth : nil }
+        var applicable: [Input] = []
+        for input in inputs where input.block.section.name == schema.name {
+            let at = input.block.element.location
+            guard let (declaration, _) = declared else {
+                errors.append(ConfigurationError("Unrecognized configuration section \(schema.name).", at: at))
+                continue
             }
-            states[schema.name] = state
+            if input.block.locationPath != nil, !declaration.allowLocation {
+                errors.append(ConfigurationError(
+                    "This section is not allowed in <location> elements.  This section has been marked allowLocation=\"false\".",
+                    at: input.block.locationElement ?? at))
+                continue
+            }
+            if let message = Self.definitionError(
+                declaration.allowDefinition, targetDepth: input.targetDepth,
+                isApplicationRoot: walk.applicationDepths.contains(input.targetDepth),
+                runningApplicationDepth: runningApplicationDepth) {
+                errors.append(ConfigurationError(message, at: at))
+                continue
+            }
+            if let lockDepth = lock, input.key.depth > lockDepth {
+                errors.append(ConfigurationError(schema.isASPNET ? Self.lockedMessage : Self.lockedMessageIIS, at: at))
+                continue
+            }
+            applicable.append(input)
+            switch input.block.overrideMode {
+            case .deny: lock = input.key.depth
+            case .allow: lock = nil
+            case .inherit: break
+            }
         }
-
-        let result = Self.settings(states, site: site, application: application, path: path, errors: &errors)
-        return errors.isEmpty ? .success(result) : .failure(ConfigurationErrors(errors))
+        return applicable
     }
 
     static let lockedMessage = "This configuration section cannot be used at this path.  This happens when the site administrator has locked access to this section using <location allowOverride=\"false\"> from an inherited configuration file."
@@ -184,31 +206,16 @@ struct Resolver {
     // MARK: Typed settings
 
     private static func settings(
-        _ states: [String: SectionState], site: Site, application: Application, path: String, errors: inout [ConfigurationError]
+        _ merged: [String: MergedSection], site: Site, application: Application, path: String, errors: inout [ConfigurationError]
     ) -> EffectiveConfiguration {
-        var sources: [String: SourceLocation] = [:]
-        for state in states.values {
-            for (key, setting) in state.values {
-                if let source = setting.source { sources["\(state.schema.name)/\(key)"] = source }
-            }
-            for (key, collection) in state.collections {
-                for item in collection.items {
-                    sources[[state.schema.name, key, item.name].filter { !$0.isEmpty }.joined(separator: "/")] = item.source
-                }
-            }
-        }
-        let asp = states[SectionSchema.asp.name]!
-        let session = states[SectionSchema.sessionState.name]!
-        let pages = states[SectionSchema.pages.name]!
-        let cookies = states[SectionSchema.httpCookies.name]!
-        let runtime = states[SectionSchema.httpRuntime.name]!
-        let connectionStrings = (states[SectionSchema.connectionStrings.name]!.collections[""]?.items ?? []).map {
-            ConnectionStringSettings(
-                name: $0.name, connectionString: $0.attributes["connectionString"] ?? "",
-                providerName: $0.attributes["providerName"] ?? "System.Data.SqlClient")
-        }
+        let asp = merged[SectionSchema.asp.name]!.state
+        let session = merged[SectionSchema.sessionState.name]!.state
+        let pages = merged[SectionSchema.pages.name]!.state
+        let cookies = merged[SectionSchema.httpCookies.name]!.state
+        let runtime = merged[SectionSchema.httpRuntime.name]!.state
+        let connectionStrings = merged[SectionSchema.connectionStrings.name]!
         func resolved(_ value: String) -> String {
-            connectionStrings.first { $0.name.caseInsensitiveCompare(value) == .orderedSame && !$0.connectionString.isEmpty }?.connectionString ?? value
+            connectionStrings.connectionString(named: value) ?? value
         }
         let sessionState = SessionStateSettings(
             mode: SessionStateMode(rawValue: session.value("mode").text)!,
@@ -228,12 +235,7 @@ struct Resolver {
             partitionResolverType: session.value("partitionResolverType").text,
             sessionIDManagerType: session.value("sessionIDManagerType").text,
             compressionEnabled: session.value("compressionEnabled").flag,
-            providers: (session.collections["providers"]?.items ?? []).map { item in
-                var parameters = item.attributes
-                parameters["name"] = nil
-                parameters["type"] = nil
-                return ProviderSettings(name: item.name, type: item.attributes["type"] ?? "", parameters: parameters)
-            })
+            providers: merged[SectionSchema.sessionState.name]!.providers)
         validate(sessionState, session, errors: &errors)
         return EffectiveConfiguration(
             site: site,
@@ -252,8 +254,8 @@ struct Resolver {
                 domain: cookies.value("domain").text,
                 sameSite: SameSiteMode(rawValue: cookies.value("sameSite").text)!),
             executionTimeout: runtime.value("executionTimeout").time(unit: 1).duration ?? .seconds(110),
-            connectionStrings: connectionStrings,
-            sources: sources)
+            connectionStrings: connectionStrings.connectionStrings,
+            sectionSources: SectionSchema.all.map { merged[$0.name]!.sources })
     }
 
     /// The checks System.Web makes on the merged section (module initialisation and store

@@ -137,8 +137,8 @@ public struct EffectiveConfiguration: Sendable, Hashable {
     /// `system.webServer/asp/session/timeout`, `system.web/sessionState/providers/NAME`); values
     /// not listed are defaults.
     public var sources: [String: SourceLocation] {
-        get { box.values.sources }
-        set { change { $0.sources = newValue } }
+        get { box.values.sectionSources.reduce(into: [:]) { $0.merge($1) { _, later in later } } }
+        set { change { $0.sectionSources = [newValue] } }
     }
 
     public init(
@@ -146,10 +146,23 @@ public struct EffectiveConfiguration: Sendable, Hashable {
         enableSessionState: EnableSessionState, httpCookies: HTTPCookiesSettings, executionTimeout: Duration,
         connectionStrings: [ConnectionStringSettings], sources: [String: SourceLocation]
     ) {
+        self.init(
+            site: site, application: application, path: path, asp: asp, sessionState: sessionState,
+            enableSessionState: enableSessionState, httpCookies: httpCookies, executionTimeout: executionTimeout,
+            connectionStrings: connectionStrings, sectionSources: [sources])
+    }
+
+    /// With the sources kept per section, as merged: the store shares them between URLs and
+    /// merges them only when `sources` is read.
+    init(
+        site: Site, application: Application, path: String, asp: ASPSessionSettings, sessionState: SessionStateSettings,
+        enableSessionState: EnableSessionState, httpCookies: HTTPCookiesSettings, executionTimeout: Duration,
+        connectionStrings: [ConnectionStringSettings], sectionSources: [[String: SourceLocation]]
+    ) {
         box = Box(Values(
             site: site, application: application, path: path, asp: asp, sessionState: sessionState,
             enableSessionState: enableSessionState, httpCookies: httpCookies, executionTimeout: executionTimeout,
-            connectionStrings: connectionStrings, sources: sources))
+            connectionStrings: connectionStrings, sectionSources: sectionSources))
     }
 
     private struct Values: Sendable, Hashable {
@@ -162,7 +175,7 @@ public struct EffectiveConfiguration: Sendable, Hashable {
         var httpCookies: HTTPCookiesSettings
         var executionTimeout: Duration
         var connectionStrings: [ConnectionStringSettings]
-        var sources: [String: SourceLocation]
+        var sectionSources: [[String: SourceLocation]]
     }
 
     private final class Box: Sendable {

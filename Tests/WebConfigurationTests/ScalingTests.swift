@@ -195,6 +195,28 @@ struct ScalingTests {
         #expect(Double(work[1].resolutions) / Double(work[0].resolutions) < 2.1)
     }
 
+    /// Both in one file: every <location> target merges the same connection strings, once.
+    @Test func locationsBelowThousandsOfConnectionStringsMergeTheStringsOnce() throws {
+        var work: [ConfigurationStoreStatistics] = []
+        for count in [600, 1200] {
+            var text = "<configuration>\n<connectionStrings>\n"
+            for index in 0..<(2 * count) { text += "<add name=\"c\(index)\" connectionString=\"s\(index)\"/>\n" }
+            text += "</connectionStrings>\n"
+            for index in 0..<count {
+                text += "<location path=\"d\(index)\"><system.web><pages enableSessionState=\"false\" /></system.web></location>\n"
+            }
+            let tree = try ConfigTree(["www/web.config": text + "</configuration>\n"])
+            let store = tree.store()
+            #expect(store.check().isEmpty)
+            let settings = try store.configuration(path: "/d\(count - 1)/page").get()
+            #expect(settings.enableSessionState == .false && settings.connectionStrings.count == 2 * count)
+            #expect(settings.sources["connectionStrings/c7"] != nil)
+            work.append(store.statistics)
+        }
+        #expect(Double(work[1].elementsMerged) / Double(work[0].elementsMerged) < 2.1)
+        #expect(Double(work[1].blocksConsidered) / Double(work[0].blocksConsidered) < 2.1)
+    }
+
     @Test func aLocationTargetBelowAMissingFolderStillApplies() throws {
         let tree = try ConfigTree([
             "www/web.config": webConfig(rest: "<location path=\"virtual/deeper/page.aspx\"><system.web><pages enableSessionState=\"false\" /></system.web></location>"),
