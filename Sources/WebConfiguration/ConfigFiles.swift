@@ -25,15 +25,21 @@ struct ConfigFiles {
         self.counters = counters
     }
 
-    /// Whether `path` is a folder. `watchIfAbsent` watches a missing path for its creation (the
-    /// physical root of a virtual directory).
-    mutating func isDirectory(_ path: String, watchIfAbsent: Bool) -> Bool {
-        if let known = watched[path], let signature = known { return signature.type == .directory }
-        if watched[path] != nil { return false }
+    /// The signature of the folder at `path`, or nil if there is none (nothing, or not a
+    /// folder). `watchIfAbsent` watches a missing path for its creation (the physical root of a
+    /// virtual directory); so is a symbolic link whose target is missing, since its target can
+    /// appear without its folder changing.
+    mutating func directory(at path: String, watchIfAbsent: Bool) -> FileSignature? {
+        if let known = watched[path] { return known?.type == .directory ? known : nil }
         counters.pathProbes += 1
         let signature = FileSignature(path: path)
-        if signature != nil || watchIfAbsent { watch(path, signature) }
-        return signature?.type == .directory
+        if signature != nil || watchIfAbsent || Self.isSymbolicLink(path) { watch(path, signature) }
+        return signature?.type == .directory ? signature : nil
+    }
+
+    private static func isSymbolicLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     /// The parsed web.config of `folder` (a folder that exists), or nil if it has none.

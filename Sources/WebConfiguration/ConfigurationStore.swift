@@ -281,6 +281,12 @@ public final class ConfigurationStore: Sendable {
     }
 
     private func resolve(_ key: LookupKey, _ state: inout State) -> Checked {
+        // Before the walk, so that what it reads is watched in the state its result is kept in.
+        if state.files.watchedBytes > Self.watchedByteLimit {
+            logger.warning("more configuration paths watched than \(Self.watchedByteLimit) bytes hold; forgetting all and re-reading on demand")
+            state.reset()
+            generation.store(state.generation, ordering: .releasing)
+        }
         let machine = machineLevel(&state)
         guard machine.errors.isEmpty else { return Checked(lookup: .failure(ConfigurationErrors(machine.errors)), levels: []) }
         guard let site = machine.site(key.site) else {
@@ -300,11 +306,6 @@ public final class ConfigurationStore: Sendable {
                 ])
             }
             state.directories.insert(base, for: prefix, bytes: Self.estimatedBytes(of: base, key: prefix))
-        }
-        if state.files.watchedBytes > Self.watchedByteLimit {
-            logger.warning("more configuration paths watched than \(Self.watchedByteLimit) bytes hold; forgetting all and re-reading on demand")
-            state.reset()
-            generation.store(state.generation, ordering: .releasing)
         }
         return Checked(lookup: base.map { $0.at(key.path) }, levels: walk.levels)
     }

@@ -65,6 +65,7 @@ struct PathWalk {
         // The physical folder of the prefix; nil once it cannot exist.
         var folder: String?
         var remaining = PathSegments(path)
+        var visited: Set<FolderIdentity> = []
         var depth = 0
         while true {
             var isAnchor = false
@@ -81,7 +82,11 @@ struct PathWalk {
                     isAnchor = true
                 }
             }
-            let exists = folder.map { files.isDirectory($0, watchIfAbsent: isAnchor) } ?? false
+            // A folder met again on the path through a symbolic link (to an ancestor) counts as
+            // missing, so a link cycle cannot make ever new paths that exist. Applications and
+            // virtual directories may map to a folder already on the path, as in IIS.
+            let signature = folder.flatMap { files.directory(at: $0, watchIfAbsent: isAnchor) }
+            let exists = signature.map { visited.insert(FolderIdentity($0)).inserted || isAnchor } ?? false
             if exists, let folder, let file = files.webConfig(in: folder) {
                 levels.append(ConfigLevel(file: file, depth: 3 + depth, namePath: [site.name] + segments))
                 cursors.append(Cursor(trie: file.blocksByLocation, node: PathTrie<Int>.root))
@@ -93,12 +98,24 @@ struct PathWalk {
             let nextFolder = folder.map { $0 + "/" + next }
             // The next prefix matters if its folder may exist or something is configured at or
             // below it; otherwise nothing deeper can change the configuration.
-            let mayExist = nextFolder.map { files.isDirectory($0, watchIfAbsent: false) } ?? false
+            let mayExist = nextFolder.flatMap { files.directory(at: $0, watchIfAbsent: false) }
+                .map { !visited.contains(FolderIdentity($0)) } ?? false
             guard mayExist || anchorNode != nil || !cursors.isEmpty else { break }
             folder = nextFolder
             segments.append(String(next))
             depth += 1
         }
+    }
+}
+
+/// A folder on disk, whatever path reached it.
+private struct FolderIdentity: Hashable {
+    var device: UInt64
+    var inode: UInt64
+
+    init(_ signature: FileSignature) {
+        device = signature.device
+        inode = signature.inode
     }
 }
 

@@ -98,6 +98,7 @@ enum SiteReader {
             return nil
         }
         var directories: [VirtualDirectory] = []
+        var directoryPaths: Set<String> = []
         for child in element.children where child.name == "virtualDirectory" {
             guard let path = child.attribute("path") else {
                 errors.append(ConfigurationError("Required attribute 'path' not found.", at: child.location, attribute: "path"))
@@ -109,6 +110,10 @@ enum SiteReader {
             }
             guard let directorySegments = virtualPathSegments(path.value) else {
                 errors.append(ConfigurationError("The virtual directory path '\(path.value)' must start with '/'.", at: child.location(of: path), attribute: "path"))
+                continue
+            }
+            guard directoryPaths.insert(directorySegments.joined(separator: "/").lowercased()).inserted else {
+                errors.append(ConfigurationError("The entry '\(path.value)' has already been added.", at: child.location(of: path), attribute: "path"))
                 continue
             }
             let resolved = physical.value.hasPrefix("/") ? physical.value : baseDirectory + "/" + physical.value

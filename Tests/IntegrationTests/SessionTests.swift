@@ -590,7 +590,8 @@ struct SessionTests {
         let tree = try SessionTree(applications: applications)
         let fixture = try Fixture.sessions(tree)
         defer { fixture.finish() }
-        // Reported at startup, before any request.
+        // Reported by the startup check, which runs while the worker already serves.
+        try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
         #expect(fixture.workerLog.contains("not available in this build"))
         #expect(fixture.workerLog.contains("www/sql/web.config"))
         let reply = try fixture.get("/sql/probe?set=a&v=1")

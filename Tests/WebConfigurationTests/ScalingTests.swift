@@ -106,21 +106,29 @@ struct ScalingTests {
         #expect(store.statistics.sharedLookups == before + 2)
     }
 
-    @Test func threadsAskingForOneNewPathParseEachFileOnce() async throws {
+    @Test func threadsAskingForOneNewPathParseEachFileOnce() throws {
         let tree = try Self.shopTree()
         let store = tree.store()
-        await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<32 {
-                group.addTask {
-                    (try? store.configuration(path: "/shop/catalog/books/page").get().enableSessionState) == .false
-                }
+        // 16 threads of their own (not the 2-thread cooperative pool), released at once.
+        let gate = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        let answers = Answers()
+        for _ in 0..<16 {
+            done.enter()
+            Thread.detachNewThread {
+                gate.wait()
+                answers.add(try? store.configuration(path: "/shop/catalog/books/page").get().enableSessionState)
+                done.leave()
             }
-            for await correct in group { #expect(correct) }
         }
-        // machine.config, web.config, applicationHost.config (absent: built in, not parsed),
-        // and the three web.config files of www/shop, catalog, books. www has none.
+        for _ in 0..<16 { gate.signal() }
+        done.wait()
+        #expect(answers.values.count == 16 && answers.values.allSatisfy { $0 == .false })
+        // applicationHost.config and the three web.config files of www/shop, catalog and books
+        // (machine.config and the root web.config are absent: built in, not parsed; www has none).
         #expect(store.statistics.filesParsed == 4)
         #expect(store.statistics.resolutions == 1)
+        #expect(store.statistics.sharedLookups == 16)
     }
 
     // MARK: Large files
@@ -240,6 +248,56 @@ struct ScalingTests {
         #expect(try store.configuration(path: "/shop/catalog/new/page").get().enableSessionState == .false)
     }
 
+    @Test func aSymbolicLinkCycleDoesNotMakeEverNewPaths() throws {
+        let tree = try Self.shopTree()
+        try FileManager.default.createSymbolicLink(atPath: tree.path("www/shop/catalog/again"), withDestinationPath: "..")
+        let store = tree.store()
+        #expect(try store.configuration(path: "/shop/catalog/again/page").get().enableSessionState == .readOnly)
+        let watched = store.statistics.watchedPaths
+        for depth in 1...200 {
+            let path = "/shop/catalog" + String(repeating: "/again/catalog", count: depth) + "/page"
+            #expect(try store.configuration(path: path).get().enableSessionState == .readOnly)
+        }
+        // `again` (= shop) is met again on the path: it counts as missing, nothing below it is read.
+        #expect(store.statistics.watchedPaths == watched)
+        #expect(store.statistics.memoisedDirectories == 1)
+    }
+
+    @Test func aFolderBehindADanglingLinkIsWatchedUntilItAppears() throws {
+        let tree = try Self.shopTree()
+        try FileManager.default.createSymbolicLink(atPath: tree.path("www/uploads"), withDestinationPath: tree.path("data/uploads"))
+        let store = tree.store()
+        #expect(try store.configuration(path: "/uploads/f").get().enableSessionState == .true)
+        try tree.write("data/uploads/web.config", webConfig("<pages enableSessionState=\"false\" />"))
+        let generation = store.statistics.generation
+        store.reloadIfChanged()
+        #expect(store.statistics.generation == generation + 1)
+        #expect(try store.configuration(path: "/uploads/f").get().enableSessionState == .false)
+    }
+
+    @Test func twoApplicationsOnOneFolderBothReadItsWebConfig() throws {
+        let tree = try ConfigTree([
+            "www/shared/web.config": webConfig("<pages enableSessionState=\"ReadOnly\" />"),
+        ], appHost: ConfigTree.appHost(applications: """
+            <application path="/one"><virtualDirectory path="/" physicalPath="../www/shared" /></application>
+            <application path="/one/two"><virtualDirectory path="/" physicalPath="../www/shared" /></application>
+            """))
+        let store = tree.store()
+        #expect(try store.configuration(path: "/one/two/page").get().enableSessionState == .readOnly)
+        #expect(try store.configuration(path: "/one/two/page").get().application.path == "/one/two")
+    }
+
+    @Test func aVirtualDirectoryPathTwiceIsAnError() throws {
+        let tree = try ConfigTree(appHost: ConfigTree.appHost(applications: """
+            <application path="/media">
+              <virtualDirectory path="/" physicalPath="../www" />
+              <virtualDirectory path="/img" physicalPath="../a" />
+              <virtualDirectory path="/IMG" physicalPath="../b" />
+            </application>
+            """))
+        #expect(tree.describe(errorsOf: "/").contains { $0.hasSuffix("The entry '/IMG' has already been added.") })
+    }
+
     @Test(arguments: [("fifo", "it is not a regular file but a FIFO (named pipe)"), ("device", "it is not a regular file but a character device")])
     func aWebConfigThatIsNotARegularFileIsRefusedWithTheReason(kind: String, reason: String) throws {
         let tree = try ConfigTree()
@@ -251,4 +309,17 @@ struct ScalingTests {
         }
         #expect(tree.describe(errorsOf: "/odd/page") == ["www/odd/web.config:1: The configuration file cannot be read: \(reason)"])
     }
+}
+
+/// Answers collected from several threads (NSLock is a pthread mutex: the thread sanitizer
+/// sees it).
+private final class Answers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [EnableSessionState?] = []
+
+    func add(_ answer: EnableSessionState?) {
+        lock.withLock { collected.append(answer) }
+    }
+
+    var values: [EnableSessionState?] { lock.withLock { collected } }
 }
