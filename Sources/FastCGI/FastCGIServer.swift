@@ -1,5 +1,5 @@
-import Locking
 import CFastCGI
+import Locking
 import Dispatch
 import Foundation
 public import Logging
@@ -14,12 +14,22 @@ public struct FastCGIServerConfiguration: Sendable {
     /// Larger bodies get 413 (the body is read and discarded so a kept connection stays usable).
     public var maxRequestBodySize: Int
     public var backlog: Int32
+    /// A connection that has started a request head and does not complete it within this is
+    /// closed.
+    public var requestHeadTimeout: Duration
+    /// A connection that stalls inside a request body for longer than this is closed.
+    public var requestBodyTimeout: Duration
 
-    public init(listen: ListenAddress, threadCount: Int = 64, maxRequestBodySize: Int = 10 << 20, backlog: Int32 = 1024) {
+    public init(
+        listen: ListenAddress, threadCount: Int = 64, maxRequestBodySize: Int = 10 << 20, backlog: Int32 = 1024,
+        requestHeadTimeout: Duration = .seconds(30), requestBodyTimeout: Duration = .seconds(60)
+    ) {
         self.listen = listen
         self.threadCount = threadCount
         self.maxRequestBodySize = maxRequestBodySize
         self.backlog = backlog
+        self.requestHeadTimeout = requestHeadTimeout
+        self.requestBodyTimeout = requestBodyTimeout
     }
 }
 
@@ -37,10 +47,10 @@ public enum FastCGIServerError: Error, CustomStringConvertible {
 
 /// Serves FastCGI responder requests on a pool of dedicated OS threads.
 ///
-/// Each thread owns one heap-allocated `FCGX_Request` and serves one connection at a time, as
-/// libfcgi requires. Threads accept on the shared socket concurrently, with no accept mutex:
-/// Linux needs none, and a mutex would be held while a kept-alive connection sits idle, stalling
-/// every other thread. The responder runs on the worker thread.
+/// Each thread serves one connection at a time, reading and writing its records itself
+/// (`ConnectionInput`, `ConnectionOutput`). Threads accept on the shared socket concurrently,
+/// with no accept mutex: Linux needs none, and a mutex would be held while a kept-alive
+/// connection sits idle, stalling every other thread. The responder runs on the worker thread.
 public final class FastCGIServer: Sendable {
     public typealias Responder = @Sendable (FastCGIRequest, inout FastCGIResponseWriter) -> Void
 
@@ -198,8 +208,8 @@ private final class Worker {
     let slot: WorkerSlot
     let listenFD: Int32
     let scanner: RecordScanner
-    let request: UnsafeMutablePointer<FCGX_Request>
-    let peekBuffer: UnsafeMutableRawBufferPointer
+    let buffer: ReadBuffer
+    let timeouts: ConnectionTimeouts
     let logger: Logger
     let maxBody: Int
 
@@ -210,118 +220,52 @@ private final class Worker {
         self.scanner = scanner
         self.logger = server.workerLogger
         self.maxBody = server.configuration.maxRequestBodySize
-        // The streams libfcgi creates keep a pointer back to the request: it must never move.
-        request = .allocate(capacity: 1)
-        // listen_sock -1: libfcgi never accepts by itself. This thread accepts and checks each
-        // request head first; if libfcgi drops a connection it returns instead of accepting one
-        // that nobody checked.
-        FCGX_InitRequest(request, -1, 0)
-        peekBuffer = .allocate(byteCount: scanner.windowLimit, alignment: 8)
-    }
-
-    deinit {
-        FCGX_Free(request, 0)
-        if request.pointee.ipcFd >= 0 { _ = close(request.pointee.ipcFd) }
-        request.deallocate()
-        peekBuffer.deallocate()
+        timeouts = ConnectionTimeouts(head: server.configuration.requestHeadTimeout, body: server.configuration.requestBodyTimeout)
+        // Room for the largest head the scanner accepts, which also holds any one record.
+        buffer = ReadBuffer(capacity: scanner.windowLimit)
     }
 
     func run() {
         defer { server.workerExited() }
         while true {
-            if request.pointee.ipcFd < 0 {
-                guard server.markWaiting(slot, fd: -1) else { return }
-                let fd = accept(listenFD, nil, nil)
-                if fd < 0 {
-                    let code = errno
-                    if server.isStopping { return }
-                    if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
-                        logger.error("accept failed; retrying", metadata: ["error": "\(errnoText(code))"])
-                        usleep(100_000)
-                    }
-                    continue
+            guard server.markWaiting(slot, fd: -1) else { return }
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                let code = errno
+                if server.isStopping { return }
+                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
+                    logger.error("accept failed; retrying", metadata: ["error": "\(errnoText(code))"])
+                    usleep(100_000)
                 }
-                // Handlers may start processes; they must not inherit client connections.
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                request.pointee.ipcFd = fd
-            }
-            guard server.markWaiting(slot, fd: request.pointee.ipcFd) else { return }
-            guard awaitRequestHead(fd: request.pointee.ipcFd) else {
-                closeConnection()
                 continue
             }
-            server.markBusy(slot)
-            // Keeps libfcgi's implicit finish inside FCGX_Accept_r from closing our connection.
-            request.pointee.keepConnection = 1
-            guard FCGX_Accept_r(request) == 0 else {
-                // libfcgi closed the connection on a protocol error.
-                request.pointee.ipcFd = -1
-                continue
-            }
-            handleRequest()
-            FCGX_Finish_r(request)
+            // Handlers may start processes; they must not inherit client connections.
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            serve(connection: fd)
+            _ = close(fd)
         }
     }
 
-    private func closeConnection() {
-        FCGX_Free(request, 0)
-        _ = close(request.pointee.ipcFd)
-        request.pointee.ipcFd = -1
-    }
-
-    /// Waits until a complete, valid request head is at the front of the connection, answering
-    /// management records on the way. Returns false when the connection should be closed.
-    private func awaitRequestHead(fd: Int32) -> Bool {
-        var wanted = 16 * 1024
-        var flags = Int32(MSG_PEEK)
+    /// Serves the requests of one connection until it closes, or is not to be kept.
+    private func serve(connection fd: Int32) {
+        buffer.reset()
+        let input = ConnectionInput(fd: fd, buffer: buffer, scanner: scanner, timeouts: timeouts, logger: logger)
         while true {
-            let count = recv(fd, peekBuffer.baseAddress, wanted, flags)
-            if count < 0, errno == EINTR { continue }
-            // Closed, reset or shut down by stop(); a short MSG_WAITALL read means the peer
-            // closed before sending the rest.
-            guard count > 0, flags & Int32(MSG_WAITALL) == 0 || count == wanted else { return false }
-            switch scanner.scan(UnsafeRawBufferPointer(rebasing: peekBuffer[..<count])) {
-            case .request:
-                return true
-            case .needBytes(let total):
-                guard total > count else { return false }
-                wanted = total
-                flags = Int32(MSG_PEEK | MSG_WAITALL)
-            case .management(let length, let reply):
-                guard recv(fd, peekBuffer.baseAddress, length, Int32(MSG_WAITALL)) == length,
-                      sendAll(fd, reply)
-                else { return false }
-                wanted = 16 * 1024
-                flags = Int32(MSG_PEEK)
-            case .unsupportedRole(let role, let reply):
-                logger.notice("closing FastCGI connection: role \(role) is not supported (only responder)")
-                _ = sendAll(fd, reply)
-                return false
-            case .reject(let reason):
-                logger.warning("closing FastCGI connection: \(reason)")
-                return false
-            }
+            guard server.markWaiting(slot, fd: fd) else { return }
+            guard case .request(let head) = input.nextRequest() else { return }
+            server.markBusy(slot)
+            guard handle(head, input: input, fd: fd), head.keepConnection else { return }
         }
     }
 
-    private func handleRequest() {
-        guard let out = request.pointee.out, let input = request.pointee.in else { return }
-        var params = FastCGIParams()
-        if var entry = request.pointee.envp {
-            while let pointer = entry.pointee {
-                if let equals = strchr(pointer, 61 /* = */) {
-                    let nameLength = pointer.distance(to: equals)
-                    let name = pointer.withMemoryRebound(to: UInt8.self, capacity: nameLength) {
-                        String(decoding: UnsafeBufferPointer(start: $0, count: nameLength), as: UTF8.self)
-                    }
-                    params.append(name: name, value: String(cString: equals + 1))
-                }
-                entry += 1
-            }
-        }
-        var writer = FastCGIResponseWriter(stream: out, connection: request.pointee.ipcFd)
+    /// Reads the body, runs the responder and ends the request; false when the connection
+    /// cannot carry another request.
+    private func handle(_ head: ConnectionInput.Head, input: ConnectionInput, fd: Int32) -> Bool {
+        let params = head.params
+        let output = ConnectionOutput(fd: fd, requestID: head.id)
+        var writer = FastCGIResponseWriter(output: output)
         let declaredLength = params["CONTENT_LENGTH"].flatMap { Int($0) }
-        switch readBody(input, declaredLength: declaredLength) {
+        switch input.readBody(id: head.id, declaredLength: declaredLength, limit: maxBody) {
         case .complete(let body):
             server.serve(FastCGIRequest(params: params, body: body), writer: &writer)
             if writer.clientGone {
@@ -333,57 +277,18 @@ private final class Worker {
                 "content-length": "\(declaredLength.map(String.init) ?? "unknown")",
             ])
             writer.write("Status: 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe request body is larger than this server accepts (\(maxBody) bytes).\n")
+        case .aborted:
+            // The web server gave up on the request: it gets its END_REQUEST, the handler never runs.
+            logger.debug("request aborted by the web server", metadata: ["uri": "\(params["REQUEST_URI"] ?? "")"])
+            return output.finish() && false
         case .broken:
-            logger.debug("connection lost while reading the request body")
+            return false
         }
-    }
-
-    private enum BodyResult {
-        case complete([UInt8])
-        case tooLarge
-        case broken
-    }
-
-    /// Reads FCGI_STDIN to its end. Past the limit the rest is read and dropped, so the next
-    /// request on a kept connection starts at a record boundary.
-    private func readBody(_ input: UnsafeMutablePointer<FCGX_Stream>, declaredLength: Int?) -> BodyResult {
-        var body: [UInt8] = []
-        var total = 0
-        var tooLarge = (declaredLength ?? 0) > maxBody
-        if !tooLarge, let declaredLength, declaredLength > 0 { body.reserveCapacity(declaredLength) }
-        // The peek buffer is free while a request runs; it doubles as the read buffer.
-        let chunk = Int32(peekBuffer.count)
-        while true {
-            let got = Int(FCGX_GetStr(peekBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), chunk, input))
-            if got > 0 {
-                total += got
-                if total > maxBody {
-                    tooLarge = true
-                    body = []
-                }
-                if !tooLarge { body.append(contentsOf: UnsafeRawBufferPointer(rebasing: peekBuffer[..<got])) }
-            }
-            if got < Int(chunk) { break }
-        }
-        if FCGX_GetError(input) != 0 { return .broken }
-        return tooLarge ? .tooLarge : .complete(body)
-    }
-
-    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let sent = send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
-                if sent < 0, errno == EINTR { continue }
-                guard sent > 0 else { return false }
-                offset += sent
-            }
-            return true
-        }
+        return output.finish()
     }
 }
 
-/// libfcgi's one-time global setup.
+/// libfcgi's one-time global setup (its socket functions open the listening socket).
 enum FastCGILibrary {
     /// `FCGX_Init` is not thread-safe and installs signal handlers: a SIGTERM/SIGUSR1 handler
     /// that only sets a flag (so SIGTERM would no longer stop the process) and a no-op SIGPIPE

@@ -1,11 +1,14 @@
-/// Checks the head of a FastCGI connection's byte stream before libfcgi reads it.
+import CFastCGI
+
+/// Checks the head of a FastCGI connection's byte stream: the records up to the end of a
+/// request's PARAMS stream, or a management record between requests.
 ///
-/// Debian's libfcgi (2.4.2 with the partial CVE-2025-23016 fix) still computes the size of a
-/// name-value pair in `int`: a PARAMS or GET_VALUES pair that claims huge lengths makes it
-/// `malloc` a negative size and write through the NULL result. So every pair is checked here, on
-/// bytes peeked from the socket, and a request reaches `FCGX_Accept_r` only once its
-/// BEGIN_REQUEST and complete PARAMS stream are present and sane. Management records that open a
-/// connection (FCGI_GET_VALUES) are answered here too, with the pool's real limits.
+/// Every name-value pair is checked before anything is decoded (Debian's libfcgi 2.4.2, whose
+/// parser the worker no longer uses, computed their sizes in `int` and crashed on huge ones).
+/// Management records (FCGI_GET_VALUES and unknown types) are answered only at a request
+/// boundary, with the pool's real limits; one anywhere inside a request, a record of another
+/// request id (the worker does not multiplex) or a record before BEGIN_REQUEST closes the
+/// connection.
 struct RecordScanner {
     /// What the caller should do next with the bytes at the head of the connection.
     enum Verdict: Equatable {
@@ -14,8 +17,9 @@ struct RecordScanner {
         /// The stream opens with a management record of `length` bytes (header and padding
         /// included): consume it and answer with `reply`.
         case management(length: Int, reply: [UInt8])
-        /// A responder request with complete, valid PARAMS is at the head: hand it to libfcgi.
-        case request
+        /// A responder request with complete, valid PARAMS is at the head: its BEGIN_REQUEST and
+        /// PARAMS records take `length` bytes.
+        case request(length: Int)
         /// A BEGIN_REQUEST for a role this host does not implement: answer with `reply`
         /// (END_REQUEST, FCGI_UNKNOWN_ROLE) and close.
         case unsupportedRole(role: Int, reply: [UInt8])
@@ -64,11 +68,10 @@ struct RecordScanner {
                 guard let names = Self.pairNames(content) else {
                     return .reject("management record with a malformed name-value pair")
                 }
-                // Only a record at the very head can be taken off the stream here; later ones are
-                // valid now and libfcgi answers them itself.
-                if offset == 0 {
-                    return .management(length: recordLength, reply: reply(toManagementType: type, names: names))
-                }
+                guard offset == 0 else { return .reject("management record (type \(type)) inside a request") }
+                return .management(length: recordLength, reply: reply(toManagementType: type, names: names))
+            } else if requestID == nil {
+                return .reject("record type \(type) for request \(id) before BEGIN_REQUEST")
             } else if id == requestID {
                 guard type == RecordType.params else {
                     return .reject("record type \(type) before the end of PARAMS")
@@ -78,32 +81,42 @@ struct RecordScanner {
                         ? Self.pairsAreWellFormed(UnsafeRawBufferPointer(rebasing: bytes[paramsRanges.first ?? 0..<0]))
                         : Self.pairsAreWellFormed(paramsRanges.flatMap { bytes[$0] })
                     guard wellFormed else { return .reject("PARAMS with a name-value pair longer than the stream") }
-                    return .request
+                    return .request(length: end)
                 }
                 paramsLength += contentLength
                 guard paramsLength <= maxParamsLength else {
                     return .reject("PARAMS exceed \(maxParamsLength) bytes")
                 }
                 paramsRanges.append((offset + headerLength)..<(offset + headerLength + contentLength))
+            } else {
+                return .reject("record type \(type) for request \(id) inside request \(requestID ?? 0) (requests are not multiplexed)")
             }
-            // Records of other request ids are left to libfcgi (it skips them or answers
-            // FCGI_CANT_MPX_CONN); they are bounded by the window like everything else.
             offset = end
         }
     }
 
     static func pairsAreWellFormed<Bytes: Collection>(_ content: Bytes) -> Bool where Bytes.Element == UInt8, Bytes.Index == Int {
-        forEachPair(content) { _ in } != nil
+        forEachPair(content) { _, _ in } != nil
     }
 
     /// The names of the name-value pairs in `content`, or nil if a pair's lengths run past it.
     static func pairNames<Bytes: Collection>(_ content: Bytes) -> [String]? where Bytes.Element == UInt8, Bytes.Index == Int {
         var names: [String] = []
-        return forEachPair(content) { names.append(String(decoding: content[$0], as: UTF8.self)) }.map { names }
+        return forEachPair(content) { name, _ in names.append(String(decoding: content[name], as: UTF8.self)) }.map { names }
     }
 
-    /// Calls `body` with the range of each pair's name; nil if a pair's lengths run past the end.
-    private static func forEachPair<Bytes: Collection>(_ content: Bytes, _ body: (Range<Int>) -> Void) -> Void? where Bytes.Element == UInt8, Bytes.Index == Int {
+    /// The pairs of `content`, already checked with `pairsAreWellFormed`.
+    static func pairs<Bytes: Collection>(_ content: Bytes) -> FastCGIParams where Bytes.Element == UInt8, Bytes.Index == Int {
+        var params = FastCGIParams()
+        _ = forEachPair(content) { name, value in
+            params.append(name: String(decoding: content[name], as: UTF8.self), value: String(decoding: content[value], as: UTF8.self))
+        }
+        return params
+    }
+
+    /// Calls `body` with the ranges of each pair's name and value; nil if a pair's lengths run
+    /// past the end.
+    private static func forEachPair<Bytes: Collection>(_ content: Bytes, _ body: (Range<Int>, Range<Int>) -> Void) -> Void? where Bytes.Element == UInt8, Bytes.Index == Int {
         var index = content.startIndex
         func length() -> Int? {
             guard index < content.endIndex else { return nil }
@@ -121,7 +134,7 @@ struct RecordScanner {
                   nameLength <= content.endIndex - index,
                   valueLength <= content.endIndex - index - nameLength
             else { return nil }
-            body(index..<(index + nameLength))
+            body(index..<(index + nameLength), (index + nameLength)..<(index + nameLength + valueLength))
             index += nameLength + valueLength
         }
         return ()
@@ -166,16 +179,22 @@ struct RecordScanner {
     }
 }
 
-/// FastCGI 1.0 record types (the specification's section 8).
+/// FastCGI 1.0 record types (the specification's section 8), from libfcgi's `fastcgi.h`.
 enum RecordType {
-    static let beginRequest: UInt8 = 1
-    static let endRequest: UInt8 = 3
-    static let params: UInt8 = 4
-    static let getValues: UInt8 = 9
-    static let getValuesResult: UInt8 = 10
-    static let unknownType: UInt8 = 11
+    static let beginRequest = UInt8(FCGI_BEGIN_REQUEST)
+    static let abortRequest = UInt8(FCGI_ABORT_REQUEST)
+    static let endRequest = UInt8(FCGI_END_REQUEST)
+    static let params = UInt8(FCGI_PARAMS)
+    static let stdin = UInt8(FCGI_STDIN)
+    static let stdout = UInt8(FCGI_STDOUT)
+    static let getValues = UInt8(FCGI_GET_VALUES)
+    static let getValuesResult = UInt8(FCGI_GET_VALUES_RESULT)
+    static let unknownType = UInt8(FCGI_UNKNOWN_TYPE)
 }
 
-let headerLength = 8
-let roleResponder = 1
-let protocolStatusUnknownRole: UInt8 = 3
+let headerLength = Int(FCGI_HEADER_LEN)
+let roleResponder = Int(FCGI_RESPONDER)
+let protocolStatusUnknownRole = UInt8(FCGI_UNKNOWN_ROLE)
+let keepConnectionFlag = UInt8(FCGI_KEEP_CONN)
+/// The most content one record carries.
+let maxRecordContent = Int(FCGI_MAX_LENGTH)

@@ -88,6 +88,12 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-body-size"), help: ArgumentHelp("Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.", valueName: "size"))
     var maxBodySize: String = "10M"
 
+    @Option(name: .customLong("request-head-timeout"), help: ArgumentHelp("Seconds a connection may take to complete a request head once it has started one; then it is closed.", valueName: "seconds"))
+    var requestHeadTimeout: Double = 30
+
+    @Option(name: .customLong("request-body-timeout"), help: ArgumentHelp("Seconds a connection may stall inside a request body; then it is closed.", valueName: "seconds"))
+    var requestBodyTimeout: Double = 60
+
     @Option(name: .customLong("max-url-length"), help: ArgumentHelp("Longest request path accepted, in bytes as sent (without the query); longer ones get 414.", valueName: "bytes"))
     var maxURLLength: Int = HostConfiguration.defaultMaxURLLength
 
@@ -111,6 +117,7 @@ struct ServeCommand: ParsableCommand {
         guard ConfigurationErrorDetails(rawValue: configErrors) != nil else { throw ValidationError("--config-errors must be detailed, local or none") }
         guard sessionQueueLimit >= 1 else { throw ValidationError("--session-queue-limit must be at least 1") }
         guard configCheckInterval > 0 else { throw ValidationError("--config-check-interval must be positive") }
+        guard requestHeadTimeout > 0, requestBodyTimeout > 0 else { throw ValidationError("--request-head-timeout and --request-body-timeout must be positive") }
         guard maxURLLength >= 1 else { throw ValidationError("--max-url-length must be at least 1") }
         guard maxURLSegments >= 1 else { throw ValidationError("--max-url-segments must be at least 1") }
         guard startupCheckPause >= 0 else { throw ValidationError("--startup-check-pause must not be negative") }
@@ -149,7 +156,10 @@ struct ServeCommand: ParsableCommand {
         let logger = Logger(label: "sessionhost")
         let address = try listen.map { try ListenAddress(parsing: $0) } ?? .inherited(fd: 0)
         var configuration = HostConfiguration(
-            server: FastCGIServerConfiguration(listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20),
+            server: FastCGIServerConfiguration(
+                listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20,
+                requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
+                requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000))),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
             configDirectory: configDir,
             site: Int(site).map(SiteSelector.id) ?? .name(site),

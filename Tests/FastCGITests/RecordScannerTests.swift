@@ -19,8 +19,8 @@ struct RecordScannerTests {
     }
 
     @Test func completeRequestHeadIsReady() {
-        let bytes = begin + record(4, pair("REQUEST_URI", "/")) + record(4) + record(5)
-        #expect(scan(bytes) == .request)
+        let head = begin + record(4, pair("REQUEST_URI", "/")) + record(4)
+        #expect(scan(head + record(5)) == .request(length: head.count))
     }
 
     @Test func partialHeadAsksForExactlyTheMissingBytes() {
@@ -41,7 +41,7 @@ struct RecordScannerTests {
     @Test func pairsMayStraddleRecords() {
         let pairs = pair("A", String(repeating: "x", count: 100)) + pair("B", "y")
         let bytes = begin + record(4, Array(pairs[..<50])) + record(4, Array(pairs[50...])) + record(4)
-        #expect(scan(bytes) == .request)
+        #expect(scan(bytes) == .request(length: bytes.count))
     }
 
     @Test func getValuesIsAnsweredWithTheLimits() {
@@ -69,6 +69,21 @@ struct RecordScannerTests {
         #expect(scan(record(1, id: 0, [0, 1, 0, 0, 0, 0, 0, 0])) == .reject("BEGIN_REQUEST with request id 0"))
         #expect(scan(record(1, id: 1, [0, 1, 0, 0])) == .reject("BEGIN_REQUEST body of 4 bytes"))
         #expect(scan(begin + record(5)) == .reject("record type 5 before the end of PARAMS"))
+    }
+
+    @Test func managementRecordsInsideARequestAndOtherRequestIDsAreRejected() {
+        let getValues = record(9, id: 0, pair("FCGI_MAX_CONNS", "") + pair("A", "") + pair("B", "") + pair("C", ""))
+        #expect(scan(begin + getValues + record(4)) == .reject("management record (type 9) inside a request"))
+        #expect(scan(begin + record(4, pair("A", "b")) + getValues) == .reject("management record (type 9) inside a request"))
+        #expect(scan(begin + record(1, id: 2, [0, 1, 0, 0, 0, 0, 0, 0])) == .reject("record type 1 for request 2 inside request 1 (requests are not multiplexed)"))
+        #expect(scan(record(5, id: 3)) == .reject("record type 5 for request 3 before BEGIN_REQUEST"))
+    }
+
+    @Test func paramsDecodeIntoPairsInOrder() {
+        let content = pair("A", "1") + pair("LONG", String(repeating: "v", count: 120)) + pair("A", "2")
+        let params = RecordScanner.pairs(content)
+        #expect(params.map(\.name) == ["A", "LONG", "A"])
+        #expect(params["A"] == "1" && params["LONG"]?.count == 120)
     }
 
     @Test func paramsOverTheLimitAreRejected() {
