@@ -19,11 +19,15 @@ public struct FastCGIServerConfiguration: Sendable {
     public var requestHeadTimeout: Duration
     /// A connection that stalls inside a request body for longer than this is closed.
     public var requestBodyTimeout: Duration
+    /// Mode and group of a unix socket the server creates.
+    public var socketOwnership: SocketOwnership
 
     public init(
         listen: ListenAddress, threadCount: Int = 64, maxRequestBodySize: Int = 10 << 20, backlog: Int32 = 1024,
-        requestHeadTimeout: Duration = .seconds(30), requestBodyTimeout: Duration = .seconds(60)
+        requestHeadTimeout: Duration = .seconds(30), requestBodyTimeout: Duration = .seconds(60),
+        socketOwnership: SocketOwnership = SocketOwnership()
     ) {
+        self.socketOwnership = socketOwnership
         self.listen = listen
         self.threadCount = threadCount
         self.maxRequestBodySize = maxRequestBodySize
@@ -86,7 +90,7 @@ public final class FastCGIServer: Sendable {
     /// Opens the socket and starts the worker threads.
     public func start() throws(FastCGIServerError) {
         FastCGILibrary.initialize()
-        let socket = try ListeningSocket.open(configuration.listen, backlog: configuration.backlog)
+        let socket = try ListeningSocket.open(configuration.listen, backlog: configuration.backlog, ownership: configuration.socketOwnership)
         let threadCount = max(1, configuration.threadCount)
         let slots = (0..<threadCount).map { _ in WorkerSlot() }
         let started = state.withLock { state -> Bool in

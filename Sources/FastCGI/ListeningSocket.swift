@@ -20,7 +20,7 @@ struct ListeningSocket: Sendable {
         return Int(UInt16(bigEndian: storage.sin_port))
     }
 
-    static func open(_ address: ListenAddress, backlog: Int32) throws(FastCGIServerError) -> ListeningSocket {
+    static func open(_ address: ListenAddress, backlog: Int32, ownership: SocketOwnership = SocketOwnership()) throws(FastCGIServerError) -> ListeningSocket {
         switch address {
         case .inherited(let fd):
             var type: Int32 = 0
@@ -42,14 +42,20 @@ struct ListeningSocket: Sendable {
             if isLiveSocket(path) {
                 throw .cannotListen(address: address, reason: "another process is accepting on \(path)")
             }
-            // libfcgi unlinks a stale file itself; the umask makes the socket 0660 from the start,
-            // so there is no moment at which other users could connect.
-            let oldMask = umask(0o117)
+            // libfcgi unlinks a stale file itself; the umask gives the socket no more than its
+            // final mode from the start, so there is no moment at which others could connect.
+            let oldMask = umask(mode_t(~ownership.mode & 0o777))
             let fd = FCGX_OpenSocket(path, backlog)
             let openError = errno
             umask(oldMask)
             guard fd >= 0 else { throw .cannotListen(address: address, reason: errnoText(openError)) }
-            chmod(path, 0o660)
+            if let group = ownership.group, chown(path, uid_t.max, gid_t(group)) != 0 {
+                let reason = errnoText()
+                _ = Glibc.close(fd)
+                unlink(path)
+                throw .cannotListen(address: address, reason: "cannot give the socket to group \(group): \(reason)")
+            }
+            chmod(path, mode_t(ownership.mode))
             var status = stat()
             let inode = stat(path, &status) == 0 ? UInt(status.st_ino) : 0
             return ListeningSocket(fd: fd, address: address, ownedPath: (path, inode))
@@ -86,6 +92,20 @@ struct ListeningSocket: Sendable {
                 connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
             }
         }
+    }
+}
+
+/// Who may connect to a unix socket the worker creates (php-fpm's `listen.mode` and
+/// `listen.group`), so that a web server running as another user (`www-data`) can.
+public struct SocketOwnership: Sendable, Hashable {
+    /// Permission bits of the socket file; connecting needs write permission.
+    public var mode: UInt32
+    /// The socket file's group id; nil keeps the creating process's group.
+    public var group: UInt32?
+
+    public init(mode: UInt32 = 0o660, group: UInt32? = nil) {
+        self.mode = mode
+        self.group = group
     }
 }
 

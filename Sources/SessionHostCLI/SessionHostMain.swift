@@ -67,6 +67,12 @@ struct ServeCommand: ParsableCommand {
         valueName: "address"))
     var listen: String?
 
+    @Option(name: .customLong("socket-mode"), help: ArgumentHelp("Permissions of a unix socket the worker creates, in octal (php-fpm's listen.mode).", valueName: "mode"))
+    var socketMode: String = "0660"
+
+    @Option(name: .customLong("socket-group"), help: ArgumentHelp("Group of a unix socket the worker creates, by name or id (php-fpm's listen.group), e.g. www-data so that nginx or Apache running as www-data can connect.", valueName: "group"))
+    var socketGroup: String?
+
     @Option(help: "Worker threads, each serving one connection at a time.")
     var threads: Int = 64
 
@@ -117,6 +123,8 @@ struct ServeCommand: ParsableCommand {
         guard ConfigurationErrorDetails(rawValue: configErrors) != nil else { throw ValidationError("--config-errors must be detailed, local or none") }
         guard sessionQueueLimit >= 1 else { throw ValidationError("--session-queue-limit must be at least 1") }
         guard configCheckInterval > 0 else { throw ValidationError("--config-check-interval must be positive") }
+        guard parsedSocketMode != nil else { throw ValidationError("--socket-mode must be octal permission bits such as 0660") }
+        if let socketGroup, Self.groupID(socketGroup) == nil { throw ValidationError("--socket-group: no group '\(socketGroup)' on this system") }
         guard requestHeadTimeout > 0, requestBodyTimeout > 0 else { throw ValidationError("--request-head-timeout and --request-body-timeout must be positive") }
         guard maxURLLength >= 1 else { throw ValidationError("--max-url-length must be at least 1") }
         guard maxURLSegments >= 1 else { throw ValidationError("--max-url-segments must be at least 1") }
@@ -140,6 +148,17 @@ struct ServeCommand: ParsableCommand {
         return Int(maxBodySize).flatMap { $0 >= 0 ? $0 : nil }
     }
 
+    private var parsedSocketMode: UInt32? {
+        UInt32(socketMode, radix: 8).flatMap { $0 <= 0o777 ? $0 : nil }
+    }
+
+    /// The id of the group named `name` (or given as a number).
+    private static func groupID(_ name: String) -> UInt32? {
+        if let id = UInt32(name) { return id }
+        guard let entry = getgrnam(name) else { return nil }
+        return UInt32(entry.pointee.gr_gid)
+    }
+
     private var standardInputIsListeningSocket: Bool {
         var listening: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
@@ -159,7 +178,8 @@ struct ServeCommand: ParsableCommand {
             server: FastCGIServerConfiguration(
                 listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20,
                 requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
-                requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000))),
+                requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000)),
+                socketOwnership: SocketOwnership(mode: parsedSocketMode ?? 0o660, group: socketGroup.flatMap(Self.groupID))),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
             configDirectory: configDir,
             site: Int(site).map(SiteSelector.id) ?? .name(site),

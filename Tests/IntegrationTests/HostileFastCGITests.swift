@@ -197,3 +197,32 @@ struct SplitMix {
         return bound <= 0 ? 0 : Int(z % UInt64(bound))
     }
 }
+
+/// `--socket-mode` and `--socket-group`, for web servers running as another user.
+struct SocketOwnershipTests {
+    @Test func theSocketGetsTheModeAndGroupAsked() throws {
+        let group = try #require(getgrnam("nogroup")).pointee.gr_gid
+        let fixture = try Fixture(nginx: false, workerArguments: ["--socket-mode", "0666", "--socket-group", "nogroup"])
+        defer { fixture.stop() }
+        var status = stat()
+        #expect(stat(fixture.socketPath, &status) == 0)
+        #expect(status.st_mode & 0o777 == 0o666)
+        #expect(status.st_gid == group)
+        #expect(try FastCGIConnection(path: fixture.socketPath).request("/echo").status == 200)
+    }
+
+    @Test func anUnknownGroupIsRefusedAtStartup() throws {
+        let process = Process()
+        process.executableURL = Fixture.products.appending(path: "TestWorker")
+        let socket = FileManager.default.temporaryDirectory.appending(path: "sessionhost-group-\(UUID().uuidString.prefix(8)).sock").path
+        process.arguments = ["serve", "--listen", "unix:\(socket)", "--socket-group", "no-such-group-here"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("no group 'no-such-group-here'"))
+    }
+}
