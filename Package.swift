@@ -31,6 +31,8 @@ let package = Package(
         // C libraries from Debian's -dev packages.
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        // Linux's epoll and eventfd (glibc headers; nothing to link).
+        .systemLibrary(name: "CEpoll"),
 
         // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
         // nothing of anything else.
@@ -42,6 +44,7 @@ let package = Package(
             name: "FastCGI",
             dependencies: [
                 "CFastCGI",
+                "CEpoll",
                 "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -9,101 +9,237 @@ struct ConnectionTimeouts: Sendable {
     var body: Duration
 }
 
-/// The bytes read from a connection and not consumed yet. One per worker thread, reused for
-/// every connection it serves.
-final class ReadBuffer {
-    fileprivate var storage: UnsafeMutableRawBufferPointer
-    fileprivate var start = 0
-    fileprivate var end = 0
+/// The bytes read from a connection and not consumed yet. Storage is taken when bytes arrive and
+/// given back when everything is consumed, so an idle connection holds none.
+struct ReadBuffer {
+    private(set) var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private(set) var start = 0
+    private(set) var end = 0
+    /// The most it grows to: the largest head the scanner accepts, which holds any one record.
+    let limit: Int
 
-    init(capacity: Int) {
-        storage = .allocate(byteCount: capacity, alignment: 8)
+    private static let initialCapacity = 16 * 1024
+
+    init(limit: Int) {
+        self.limit = limit
     }
 
-    deinit { storage.deallocate() }
-
     var isEmpty: Bool { start == end }
+    var count: Int { end - start }
+    var bytes: UnsafeRawBufferPointer { count == 0 ? UnsafeRawBufferPointer(start: nil, count: 0) : UnsafeRawBufferPointer(rebasing: storage[start..<end]) }
 
-    fileprivate var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[start..<end]) }
-
-    fileprivate func consume(_ count: Int) {
+    mutating func consume(_ count: Int) {
         start += count
         if start == end { start = 0; end = 0 }
     }
 
-    func reset() {
+    /// Makes room for at least one more byte and returns where to read to.
+    mutating func spaceForReading() -> UnsafeMutableRawBufferPointer {
+        if storage.count == 0 {
+            storage = .allocate(byteCount: Self.initialCapacity, alignment: 8)
+        } else if end == storage.count {
+            if start > 0 {
+                let unread = count
+                storage.baseAddress!.copyMemory(from: storage.baseAddress! + start, byteCount: unread)
+                start = 0
+                end = unread
+            } else if storage.count < limit {
+                let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: min(limit, storage.count * 2), alignment: 8)
+                larger.baseAddress!.copyMemory(from: storage.baseAddress!, byteCount: end)
+                storage.deallocate()
+                storage = larger
+            }
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: storage[end...])
+    }
+
+    mutating func didRead(_ count: Int) {
+        end += count
+    }
+
+    /// Gives the storage back when nothing is buffered (before a connection is parked).
+    mutating func releaseIfEmpty() {
+        guard isEmpty, storage.count > 0 else { return }
+        storage.deallocate()
+        storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    mutating func deallocate() {
+        if storage.count > 0 { storage.deallocate() }
+        storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         start = 0
         end = 0
     }
 }
 
-/// The input side of one FastCGI connection, read and parsed by the worker itself.
+/// A request's BEGIN_REQUEST and PARAMS, decoded.
+struct RequestHead {
+    var id: Int
+    var keepConnection: Bool
+    var params: FastCGIParams
+}
+
+/// The input side of one FastCGI connection, parsed by the worker itself as bytes arrive.
 ///
-/// The worker reads whatever the socket has into its buffer and parses records from there, so a
-/// request head may arrive in any number of pieces (Apache writes BEGIN_REQUEST on its own), a
-/// connection is closed only when the peer closed it or sent something invalid, and requests
-/// pipelined on one connection are served in order from the bytes already read. No record
-/// reaches a parser that has not been checked (`RecordScanner`).
-struct ConnectionInput {
-    let fd: Int32
-    let buffer: ReadBuffer
-    let scanner: RecordScanner
-    let timeouts: ConnectionTimeouts
-    let logger: Logger
+/// Reading never waits: a worker reads what the socket has (`MSG_DONTWAIT`) and parses what it
+/// can. A request head may arrive in any number of pieces (Apache writes BEGIN_REQUEST on its
+/// own); until a request is complete (head and body) the connection is parked and no thread
+/// waits for it. Requests pipelined on one connection are served in order from the bytes
+/// already read. No record reaches a parser that has not been checked (`RecordScanner`).
+struct RequestReader {
+    private(set) var buffer: ReadBuffer
+    private let scanner: RecordScanner
+    private let limit: Int
+    private var state = State.betweenRequests
 
-    /// A request's BEGIN_REQUEST and PARAMS, decoded.
-    struct Head {
-        var id: Int
-        var keepConnection: Bool
-        var params: FastCGIParams
+    private enum State {
+        case betweenRequests
+        /// Bytes of a head (or a management record) arrived at `started`.
+        case head(started: ContinuousClock.Instant)
+        case body(RequestHead, [UInt8], tooLarge: Bool, progress: ContinuousClock.Instant)
     }
 
-    enum HeadResult {
-        case request(Head)
-        /// The peer closed the connection between requests (or it was shut down at stop).
-        case closed
-        /// Something invalid, truncated or too slow: close the connection (already logged).
-        case rejected
+    init(scanner: RecordScanner, bodyLimit: Int) {
+        self.scanner = scanner
+        limit = bodyLimit
+        buffer = ReadBuffer(limit: scanner.windowLimit)
     }
 
-    /// The next request on the connection, answering management records before it.
-    func nextRequest() -> HeadResult {
-        var deadline: ContinuousClock.Instant?
-        while true {
-            switch scanner.scan(buffer.bytes) {
-            case .needBytes(let count):
-                if !buffer.isEmpty, deadline == nil { deadline = .now + timeouts.head }
-                switch fill(to: count, deadline: deadline) {
-                case .filled: continue
-                case .closed:
-                    if buffer.isEmpty { return .closed }
-                    logger.notice("closing FastCGI connection: it closed in the middle of a record")
-                    return .rejected
-                case .timedOut:
-                    logger.notice("closing FastCGI connection: the request head stalled for longer than \(timeouts.head)")
-                    return .rejected
+    enum Step {
+        /// A whole request: its head and its body (nil: over the body limit, read and dropped).
+        case request(RequestHead, body: [UInt8]?)
+        /// The web server aborted the request (FCGI_ABORT_REQUEST) before it was complete.
+        case aborted(RequestHead)
+        /// A management record to answer; the connection goes on.
+        case reply([UInt8])
+        /// More bytes are needed; a stalled connection is closed at `deadline` (nil: idle
+        /// between requests, no deadline).
+        case needBytes(deadline: ContinuousClock.Instant?)
+        /// Close the connection, optionally after sending `reply`; `reason` is logged.
+        case close(reason: String, reply: [UInt8]?)
+    }
+
+    /// Whether the connection is between requests with nothing of the next one read.
+    var isIdle: Bool {
+        if case .betweenRequests = state { return buffer.isEmpty }
+        return false
+    }
+
+    /// What the bytes read so far allow.
+    mutating func step(timeouts: ConnectionTimeouts, now: ContinuousClock.Instant = .now) -> Step {
+        switch state {
+        case .betweenRequests, .head:
+            return stepHead(timeouts: timeouts, now: now)
+        case .body(let head, var body, var tooLarge, let progress):
+            state = .betweenRequests
+            while true {
+                guard buffer.count >= headerLength else {
+                    state = .body(head, body, tooLarge: tooLarge, progress: progress)
+                    return .needBytes(deadline: progress + timeouts.body)
                 }
-            case .management(let length, let reply):
-                buffer.consume(length)
-                guard sendAll(fd, reply) else { return .closed }
-                deadline = nil
-            case .request(let length):
-                let head = decodeHead(UnsafeRawBufferPointer(rebasing: buffer.bytes[..<length]))
-                buffer.consume(length)
-                return .request(head)
-            case .unsupportedRole(let role, let reply):
-                logger.notice("closing FastCGI connection: role \(role) is not supported (only responder)")
-                _ = sendAll(fd, reply)
-                return .rejected
-            case .reject(let reason):
-                logger.notice("closing FastCGI connection: \(reason)")
-                return .rejected
+                let bytes = buffer.bytes
+                let version = bytes[0], type = bytes[1]
+                let recordID = Int(bytes[2]) << 8 | Int(bytes[3])
+                let length = Int(bytes[4]) << 8 | Int(bytes[5])
+                let recordLength = headerLength + length + Int(bytes[6])
+                guard version == 1 else { return .close(reason: "unsupported FastCGI protocol version \(version) inside a request body", reply: nil) }
+                guard recordID == head.id else {
+                    return .close(reason: "record type \(type) for request \(recordID) inside request \(head.id)", reply: nil)
+                }
+                if type == RecordType.abortRequest {
+                    buffer.consume(min(recordLength, buffer.count))
+                    return .aborted(head)
+                }
+                guard type == RecordType.stdin else { return .close(reason: "record type \(type) inside a request body", reply: nil) }
+                guard buffer.count >= recordLength else {
+                    state = .body(head, body, tooLarge: tooLarge, progress: progress)
+                    return .needBytes(deadline: progress + timeouts.body)
+                }
+                if length == 0 {
+                    buffer.consume(recordLength)
+                    return .request(head, body: tooLarge ? nil : body)
+                }
+                if !tooLarge, body.count + length > limit {
+                    tooLarge = true
+                    body = []
+                }
+                if !tooLarge { body.append(contentsOf: bytes[headerLength..<(headerLength + length)]) }
+                buffer.consume(recordLength)
             }
         }
     }
 
+    private mutating func stepHead(timeouts: ConnectionTimeouts, now: ContinuousClock.Instant) -> Step {
+        switch scanner.scan(buffer.bytes) {
+        case .needBytes:
+            if buffer.isEmpty {
+                state = .betweenRequests
+                return .needBytes(deadline: nil)
+            }
+            if case .head(let started) = state { return .needBytes(deadline: started + timeouts.head) }
+            state = .head(started: now)
+            return .needBytes(deadline: now + timeouts.head)
+        case .management(let length, let reply):
+            buffer.consume(length)
+            state = .betweenRequests
+            return .reply(reply)
+        case .request(let length):
+            let head = Self.decodeHead(UnsafeRawBufferPointer(rebasing: buffer.bytes[..<length]))
+            buffer.consume(length)
+            let declared = head.params["CONTENT_LENGTH"].flatMap { Int($0) } ?? 0
+            var body: [UInt8] = []
+            let tooLarge = declared > limit
+            if !tooLarge, declared > 0 { body.reserveCapacity(declared) }
+            state = .body(head, body, tooLarge: tooLarge, progress: now)
+            return step(timeouts: timeouts, now: now)
+        case .unsupportedRole(let role, let reply):
+            return .close(reason: "role \(role) is not supported (only responder)", reply: reply)
+        case .reject(let reason):
+            return .close(reason: reason, reply: nil)
+        }
+    }
+
+    /// Reads what the socket has without waiting. Returns false when the peer closed the
+    /// connection (or it failed).
+    mutating func read(from fd: Int32) -> ReadResult {
+        var total = 0
+        while true {
+            let space = buffer.spaceForReading()
+            guard space.count > 0 else { return .data }
+            let received = recv(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT))
+            if received > 0 {
+                buffer.didRead(received)
+                total += received
+                if case .body(let head, let body, let tooLarge, _) = state { state = .body(head, body, tooLarge: tooLarge, progress: .now) }
+                if received < space.count { return .data }
+                continue
+            }
+            if received == 0 { return .closed }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return total > 0 ? .data : .wouldBlock }
+            return .closed
+        }
+    }
+
+    enum ReadResult { case data, wouldBlock, closed }
+
+    /// What is logged when a connection parked in the middle of a request reaches its deadline.
+    func stallDescription(_ timeouts: ConnectionTimeouts) -> String {
+        if case .body = state { return "the request body stalled for longer than \(timeouts.body)" }
+        return "the request head stalled for longer than \(timeouts.head)"
+    }
+
+    /// Whether the connection stopped in the middle of something (for the log when it closes).
+    var isInsideRequest: Bool {
+        if case .betweenRequests = state { return !buffer.isEmpty }
+        return true
+    }
+
+    mutating func releaseBufferIfEmpty() { buffer.releaseIfEmpty() }
+    mutating func deallocate() { buffer.deallocate() }
+
     /// BEGIN_REQUEST and PARAMS records as checked by the scanner.
-    private func decodeHead(_ bytes: UnsafeRawBufferPointer) -> Head {
+    private static func decodeHead(_ bytes: UnsafeRawBufferPointer) -> RequestHead {
         var offset = 0
         var id = 0
         var keep = false
@@ -120,104 +256,7 @@ struct ConnectionInput {
             }
             offset = body + length + Int(bytes[offset + 6])
         }
-        return Head(id: id, keepConnection: keep, params: RecordScanner.pairs(content))
-    }
-
-    enum BodyResult {
-        case complete([UInt8])
-        /// Over `limit`: the rest was read and dropped, so the connection stays usable.
-        case tooLarge
-        /// The web server aborted the request (FCGI_ABORT_REQUEST).
-        case aborted
-        /// Closed, invalid or stalled: close the connection (already logged).
-        case broken
-    }
-
-    /// Reads FCGI_STDIN of request `id` to its end.
-    func readBody(id: Int, declaredLength: Int?, limit: Int) -> BodyResult {
-        var body: [UInt8] = []
-        var tooLarge = (declaredLength ?? 0) > limit
-        if !tooLarge, let declaredLength, declaredLength > 0 { body.reserveCapacity(declaredLength) }
-        while true {
-            guard need(headerLength) else { return .broken }
-            let header = buffer.bytes
-            let version = header[0], type = header[1]
-            let recordID = Int(header[2]) << 8 | Int(header[3])
-            let length = Int(header[4]) << 8 | Int(header[5])
-            let recordLength = headerLength + length + Int(header[6])
-            guard version == 1 else {
-                logger.notice("closing FastCGI connection: unsupported FastCGI protocol version \(version) inside a request body")
-                return .broken
-            }
-            guard recordID == id else {
-                logger.notice("closing FastCGI connection: record type \(type) for request \(recordID) inside request \(id)")
-                return .broken
-            }
-            if type == RecordType.abortRequest {
-                buffer.consume(min(recordLength, buffer.bytes.count))
-                return .aborted
-            }
-            guard type == RecordType.stdin else {
-                logger.notice("closing FastCGI connection: record type \(type) inside a request body")
-                return .broken
-            }
-            guard need(recordLength) else { return .broken }
-            if length == 0 {
-                buffer.consume(recordLength)
-                return tooLarge ? .tooLarge : .complete(body)
-            }
-            if !tooLarge, body.count + length > limit {
-                tooLarge = true
-                body = []
-            }
-            if !tooLarge { body.append(contentsOf: buffer.bytes[headerLength..<(headerLength + length)]) }
-            buffer.consume(recordLength)
-        }
-    }
-
-    /// Waits for `count` buffered bytes within the body timeout.
-    private func need(_ count: Int) -> Bool {
-        switch fill(to: count, deadline: .now + timeouts.body) {
-        case .filled: return true
-        case .closed:
-            logger.notice("closing FastCGI connection: it closed in the middle of a request body")
-            return false
-        case .timedOut:
-            logger.notice("closing FastCGI connection: the request body stalled for longer than \(timeouts.body)")
-            return false
-        }
-    }
-
-    private enum Fill { case filled, closed, timedOut }
-
-    /// Reads until at least `count` bytes are buffered. Without a deadline (a connection idle
-    /// between requests) it waits as long as it takes; `FastCGIServer.stop` shuts such a
-    /// connection down to end the wait.
-    private func fill(to count: Int, deadline: ContinuousClock.Instant?) -> Fill {
-        if buffer.end - buffer.start >= count { return .filled }
-        if buffer.storage.count - buffer.start < count {
-            // Moves the unread bytes to the front; the scanner never asks for more than fits.
-            let unread = buffer.end - buffer.start
-            buffer.storage.baseAddress!.copyMemory(from: buffer.storage.baseAddress! + buffer.start, byteCount: unread)
-            buffer.start = 0
-            buffer.end = unread
-        }
-        while buffer.end - buffer.start < count {
-            if let deadline {
-                let remaining = deadline - .now
-                guard remaining > .zero else { return .timedOut }
-                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let milliseconds = Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
-                let ready = poll(&poller, 1, milliseconds)
-                if ready < 0, errno == EINTR { continue }
-                if ready == 0 { continue }
-            }
-            let received = recv(fd, buffer.storage.baseAddress! + buffer.end, buffer.storage.count - buffer.end, 0)
-            if received < 0, errno == EINTR { continue }
-            guard received > 0 else { return .closed }
-            buffer.end += received
-        }
-        return .filled
+        return RequestHead(id: id, keepConnection: keep, params: RecordScanner.pairs(content))
     }
 }
 

@@ -7,9 +7,7 @@ import Synchronization
 
 public struct FastCGIServerConfiguration: Sendable {
     public var listen: ListenAddress
-    /// Worker threads; each serves one connection at a time. An idle kept-alive connection from
-    /// nginx pins a thread, so keep this above nginx's `worker_processes × keepalive` or requests
-    /// queue behind idle connections.
+    /// Worker threads: requests served at once. Idle kept-alive connections hold no thread.
     public var threadCount: Int
     /// Larger bodies get 413 (the body is read and discarded so a kept connection stays usable).
     public var maxRequestBodySize: Int
@@ -21,13 +19,16 @@ public struct FastCGIServerConfiguration: Sendable {
     public var requestBodyTimeout: Duration
     /// Mode and group of a unix socket the server creates.
     public var socketOwnership: SocketOwnership
+    /// Connections open at once; past it new connections wait in the listen backlog.
+    public var maxConnections: Int
 
     public init(
         listen: ListenAddress, threadCount: Int = 64, maxRequestBodySize: Int = 10 << 20, backlog: Int32 = 1024,
         requestHeadTimeout: Duration = .seconds(30), requestBodyTimeout: Duration = .seconds(60),
-        socketOwnership: SocketOwnership = SocketOwnership()
+        socketOwnership: SocketOwnership = SocketOwnership(), maxConnections: Int = 4096
     ) {
         self.socketOwnership = socketOwnership
+        self.maxConnections = maxConnections
         self.listen = listen
         self.threadCount = threadCount
         self.maxRequestBodySize = maxRequestBodySize
@@ -51,10 +52,10 @@ public enum FastCGIServerError: Error, CustomStringConvertible {
 
 /// Serves FastCGI responder requests on a pool of dedicated OS threads.
 ///
-/// Each thread serves one connection at a time, reading and writing its records itself
-/// (`ConnectionInput`, `ConnectionOutput`). Threads accept on the shared socket concurrently,
-/// with no accept mutex: Linux needs none, and a mutex would be held while a kept-alive
-/// connection sits idle, stalling every other thread. The responder runs on the worker thread.
+/// Connections wait in epoll (`ConnectionPool`) while they have nothing to read; a thread takes
+/// one that has, reads and writes its records itself (`RequestReader`, `ConnectionOutput`) and
+/// runs the responder for each complete request. So `threadCount` bounds the requests served at
+/// once, not the connections, and a connection that is idle or sends slowly holds no thread.
 public final class FastCGIServer: Sendable {
     public typealias Responder = @Sendable (FastCGIRequest, inout FastCGIResponseWriter) -> Void
 
@@ -73,9 +74,12 @@ public final class FastCGIServer: Sendable {
     /// Read on every request, so kept out of `state`: workers must not contend on one lock.
     private let stopping = Atomic<Bool>(false)
 
+    /// Requests being served now (reported when the grace period runs out).
+    private let inFlight = Atomic<Int>(0)
+
     private struct State {
         var socket: ListeningSocket?
-        var slots: [WorkerSlot] = []
+        var pool: ConnectionPool?
         var running = 0
         var outcome: StopOutcome?
         var waiters: [CheckedContinuation<StopOutcome, Never>] = []
@@ -90,13 +94,24 @@ public final class FastCGIServer: Sendable {
     /// Opens the socket and starts the worker threads.
     public func start() throws(FastCGIServerError) {
         FastCGILibrary.initialize()
+        Self.raiseFileLimit(to: configuration.maxConnections + 64, logger: logger)
         let socket = try ListeningSocket.open(configuration.listen, backlog: configuration.backlog, ownership: configuration.socketOwnership)
         let threadCount = max(1, configuration.threadCount)
-        let slots = (0..<threadCount).map { _ in WorkerSlot() }
+        let scanner = RecordScanner(maxConnections: configuration.maxConnections, maxRequests: threadCount)
+        let bodyLimit = configuration.maxRequestBodySize
+        let pool: ConnectionPool
+        do {
+            pool = try ConnectionPool(listenFD: socket.fd, maxConnections: configuration.maxConnections, logger: logger) {
+                RequestReader(scanner: scanner, bodyLimit: bodyLimit)
+            }
+        } catch {
+            socket.close()
+            throw error
+        }
         let started = state.withLock { state -> Bool in
             guard state.socket == nil else { return false }
             state.socket = socket
-            state.slots = slots
+            state.pool = pool
             state.running = threadCount
             return true
         }
@@ -104,13 +119,24 @@ public final class FastCGIServer: Sendable {
             socket.close()
             throw .alreadyStarted
         }
-        let scanner = RecordScanner(maxConnections: threadCount, maxRequests: threadCount)
         for index in 0..<threadCount {
             let thread = Thread { [self] in
-                Worker(server: self, slot: slots[index], listenFD: socket.fd, scanner: scanner).run()
+                Worker(server: self, pool: pool).run()
             }
             thread.name = "fcgi-worker-\(index)"
             thread.start()
+        }
+    }
+
+    /// Lets the process hold `count` descriptors (up to the hard limit), so that
+    /// `maxConnections` connections can be open at once.
+    private static func raiseFileLimit(to count: Int, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(count) else { return }
+        let wanted = min(rlim_t(count), limit.rlim_max)
+        limit.rlim_cur = wanted
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 || wanted < rlim_t(count) {
+            logger.warning("open files limited to \(wanted); --max-connections needs about \(count)")
         }
     }
 
@@ -123,18 +149,16 @@ public final class FastCGIServer: Sendable {
     /// kept-alive connections. Returns at once; `waitUntilStopped()` reports the outcome.
     public func stop(gracePeriod: Duration) {
         guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        let (socket, slots) = state.withLock { ($0.socket, $0.slots) }
-        for slot in slots {
-            // Wakes a thread parked on an idle connection; it then exits. A worker that marks
-            // itself waiting after this sees `stopping` and exits without waiting.
-            slot.state.withLock { if case .waiting(let fd) = $0, fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) } }
-        }
+        let (socket, pool) = state.withLock { ($0.socket, $0.pool) }
+        // Closes the parked connections (idle ones included) at once and wakes the threads
+        // waiting for work; a request being served finishes, then its connection is closed.
+        pool?.stop()
         guard let socket else { return }
         socket.stopAccepting()
         logger.info("FastCGI server stopping", metadata: ["grace-period": "\(gracePeriod)"])
         let seconds = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
-            finish(outcome: .timedOut(inFlight: state.withLock { $0.running }))
+            finish(outcome: .timedOut(inFlight: inFlight.load(ordering: .relaxed)))
         }
     }
 
@@ -169,18 +193,12 @@ public final class FastCGIServer: Sendable {
 
     // MARK: Worker bookkeeping
 
-    /// Records that the worker of `slot` waits for a request on `fd` (-1: on the listening
-    /// socket). Returns false when the server is stopping and the worker should exit instead.
-    fileprivate func markWaiting(_ slot: WorkerSlot, fd: Int32) -> Bool {
-        slot.state.withLock { state in
-            guard !stopping.load(ordering: .sequentiallyConsistent) else { return false }
-            state = .waiting(fd: fd)
-            return true
-        }
+    fileprivate func requestStarted() {
+        inFlight.wrappingAdd(1, ordering: .relaxed)
     }
 
-    fileprivate func markBusy(_ slot: WorkerSlot) {
-        slot.state.withLock { $0 = .busy }
+    fileprivate func requestEnded() {
+        inFlight.wrappingSubtract(1, ordering: .relaxed)
     }
 
     fileprivate func workerExited() {
@@ -200,93 +218,92 @@ public final class FastCGIServer: Sendable {
     fileprivate var workerLogger: Logger { logger }
 }
 
-/// What a worker thread is doing, for stop(): one lock per worker, so workers never contend.
-private final class WorkerSlot: Sendable {
-    enum Activity { case waiting(fd: Int32), busy }
-    let state = Locked(Activity.waiting(fd: -1))
-}
-
-/// One worker thread's loop. Everything here is confined to that thread.
+/// One worker thread's loop: it takes a connection that has bytes to read from the pool, reads
+/// and parses what it can, serves the requests that are complete and parks the connection
+/// again. It never waits on one connection, so `--threads` bounds requests being served, not
+/// connections.
 private final class Worker {
     let server: FastCGIServer
-    let slot: WorkerSlot
-    let listenFD: Int32
-    let scanner: RecordScanner
-    let buffer: ReadBuffer
+    let pool: ConnectionPool
     let timeouts: ConnectionTimeouts
     let logger: Logger
     let maxBody: Int
 
-    init(server: FastCGIServer, slot: WorkerSlot, listenFD: Int32, scanner: RecordScanner) {
+    init(server: FastCGIServer, pool: ConnectionPool) {
         self.server = server
-        self.slot = slot
-        self.listenFD = listenFD
-        self.scanner = scanner
+        self.pool = pool
         self.logger = server.workerLogger
         self.maxBody = server.configuration.maxRequestBodySize
         timeouts = ConnectionTimeouts(head: server.configuration.requestHeadTimeout, body: server.configuration.requestBodyTimeout)
-        // Room for the largest head the scanner accepts, which also holds any one record.
-        buffer = ReadBuffer(capacity: scanner.windowLimit)
     }
 
     func run() {
         defer { server.workerExited() }
-        while true {
-            guard server.markWaiting(slot, fd: -1) else { return }
-            let fd = accept(listenFD, nil, nil)
-            if fd < 0 {
-                let code = errno
-                if server.isStopping { return }
-                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
-                    logger.error("accept failed; retrying", metadata: ["error": "\(errnoText(code))"])
-                    usleep(100_000)
-                }
+        while let connection = pool.next() {
+            if server.isStopping {
+                pool.close(connection)
                 continue
             }
-            // Handlers may start processes; they must not inherit client connections.
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            serve(connection: fd)
-            _ = close(fd)
+            serve(connection)
         }
     }
 
-    /// Serves the requests of one connection until it closes, or is not to be kept.
-    private func serve(connection fd: Int32) {
-        buffer.reset()
-        let input = ConnectionInput(fd: fd, buffer: buffer, scanner: scanner, timeouts: timeouts, logger: logger)
+    /// Serves what `connection` has, then parks or closes it.
+    private func serve(_ connection: PooledConnection) {
         while true {
-            guard server.markWaiting(slot, fd: fd) else { return }
-            guard case .request(let head) = input.nextRequest() else { return }
-            server.markBusy(slot)
-            guard handle(head, input: input, fd: fd), head.keepConnection else { return }
+            switch connection.reader.step(timeouts: timeouts) {
+            case .needBytes(let deadline):
+                switch connection.reader.read(from: connection.fd) {
+                case .data:
+                    continue
+                case .wouldBlock:
+                    connection.deadline = deadline
+                    connection.stall = connection.reader.stallDescription(timeouts)
+                    pool.park(connection)
+                case .closed:
+                    if connection.reader.isInsideRequest {
+                        logger.notice("closing FastCGI connection: it closed in the middle of a request")
+                    }
+                    pool.close(connection)
+                }
+                return
+            case .reply(let bytes):
+                guard sendAll(connection.fd, bytes) else { return pool.close(connection) }
+            case .close(let reason, let reply):
+                logger.notice("closing FastCGI connection: \(reason)")
+                if let reply { _ = sendAll(connection.fd, reply) }
+                return pool.close(connection)
+            case .aborted(let head):
+                // The web server gave up on the request: it gets its END_REQUEST, no handler runs.
+                logger.debug("request aborted by the web server", metadata: ["uri": "\(head.params["REQUEST_URI"] ?? "")"])
+                _ = sendAll(connection.fd, RecordScanner.endRequest(id: head.id, protocolStatus: 0))
+                return pool.close(connection)
+            case .request(let head, let body):
+                server.requestStarted()
+                let usable = handle(head, body: body, fd: connection.fd)
+                server.requestEnded()
+                guard usable, head.keepConnection, !server.isStopping else { return pool.close(connection) }
+            }
         }
     }
 
-    /// Reads the body, runs the responder and ends the request; false when the connection
+    /// Runs the responder (or answers 413) and ends the request; false when the connection
     /// cannot carry another request.
-    private func handle(_ head: ConnectionInput.Head, input: ConnectionInput, fd: Int32) -> Bool {
+    private func handle(_ head: RequestHead, body: [UInt8]?, fd: Int32) -> Bool {
         let params = head.params
         let output = ConnectionOutput(fd: fd, requestID: head.id)
         var writer = FastCGIResponseWriter(output: output)
-        let declaredLength = params["CONTENT_LENGTH"].flatMap { Int($0) }
-        switch input.readBody(id: head.id, declaredLength: declaredLength, limit: maxBody) {
-        case .complete(let body):
+        if let body {
             server.serve(FastCGIRequest(params: params, body: body), writer: &writer)
             if writer.clientGone {
                 logger.debug("client went away during the response", metadata: ["uri": "\(params["REQUEST_URI"] ?? "")"])
             }
-        case .tooLarge:
+        } else {
             logger.notice("request body exceeds the limit", metadata: [
                 "uri": "\(params["REQUEST_URI"] ?? "")", "limit": "\(maxBody)",
-                "content-length": "\(declaredLength.map(String.init) ?? "unknown")",
+                "content-length": "\(params["CONTENT_LENGTH"] ?? "unknown")",
             ])
             writer.write("Status: 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe request body is larger than this server accepts (\(maxBody) bytes).\n")
-        case .aborted:
-            // The web server gave up on the request: it gets its END_REQUEST, the handler never runs.
-            logger.debug("request aborted by the web server", metadata: ["uri": "\(params["REQUEST_URI"] ?? "")"])
-            return output.finish() && false
-        case .broken:
-            return false
         }
         return output.finish()
     }

@@ -53,9 +53,10 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Serve the app's pages to nginx (or Apache) over FastCGI.",
         discussion: """
-            Point nginx's fastcgi_pass at the same address. Requests are served by a pool of \
-            threads, one connection each; with fastcgi_keep_conn on, every idle kept connection \
-            holds a thread, so keep --threads above nginx's worker_processes × keepalive.
+            Point nginx's fastcgi_pass (or Apache's ProxyPass fcgi://) at the same address. \
+            --threads bounds the requests served at once; connections that are idle (kept \
+            alive) or still sending wait in epoll without holding a thread, up to \
+            --max-connections.
 
             SIGTERM or SIGINT stops accepting, lets running requests finish (up to \
             --grace-period seconds) and exits 0.
@@ -73,8 +74,11 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("socket-group"), help: ArgumentHelp("Group of a unix socket the worker creates, by name or id (php-fpm's listen.group), e.g. www-data so that nginx or Apache running as www-data can connect.", valueName: "group"))
     var socketGroup: String?
 
-    @Option(help: "Worker threads, each serving one connection at a time.")
+    @Option(help: "Worker threads: requests served at once. Idle kept-alive connections hold no thread.")
     var threads: Int = 64
+
+    @Option(name: .customLong("max-connections"), help: ArgumentHelp("Connections open at once; past it new ones wait in the listen backlog (a warning is logged once a minute).", valueName: "count"))
+    var maxConnections: Int = 4096
 
     @Option(name: .customLong("config-dir"), help: ArgumentHelp("Folder of machine.config, web.config and applicationHost.config.", valueName: "dir"))
     var configDir: String = "conf.d"
@@ -117,6 +121,7 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be between 1 and 4096") }
+        guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be between 1 and 1000000") }
         guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
         guard parsedBodySize != nil else { throw ValidationError("--max-body-size must be a number of bytes, optionally with K, M or G") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
@@ -179,7 +184,8 @@ struct ServeCommand: ParsableCommand {
                 listen: address, threadCount: threads, maxRequestBodySize: parsedBodySize ?? 10 << 20,
                 requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
                 requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000)),
-                socketOwnership: SocketOwnership(mode: parsedSocketMode ?? 0o660, group: socketGroup.flatMap(Self.groupID))),
+                socketOwnership: SocketOwnership(mode: parsedSocketMode ?? 0o660, group: socketGroup.flatMap(Self.groupID)),
+                maxConnections: maxConnections),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
             configDirectory: configDir,
             site: Int(site).map(SiteSelector.id) ?? .name(site),

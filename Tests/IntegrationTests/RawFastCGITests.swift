@@ -29,7 +29,8 @@ final class RawFastCGITests {
         try connection.send(FastCGIConnection.record(type: FastCGIConnection.getValues, id: 0, content: names))
         let record = try #require(try connection.readRecord())
         #expect(record.type == FastCGIConnection.getValuesResult)
-        #expect(record.content == FastCGIConnection.pairs([("FCGI_MAX_CONNS", "8"), ("FCGI_MAX_REQS", "8"), ("FCGI_MPXS_CONNS", "0")]))
+        // Connections: --max-connections (idle ones hold no thread); requests: --threads.
+        #expect(record.content == FastCGIConnection.pairs([("FCGI_MAX_CONNS", "4096"), ("FCGI_MAX_REQS", "8"), ("FCGI_MPXS_CONNS", "0")]))
         // The same connection goes on to carry a request.
         let reply = try connection.request("/echo")
         #expect(reply.status == 200)

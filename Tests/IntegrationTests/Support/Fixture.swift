@@ -26,7 +26,12 @@ final class Fixture {
 
     /// `workerName`: the executable to run (TestWorker, or session-probe), from the built products.
     /// `environment`: added to the worker's environment.
-    init(nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// `nginxReplacements`: text of `nginx/local.conf.in` replaced before nginx starts (e.g.
+    /// `worker_processes 1;` by `worker_processes 2;`).
+    init(
+        nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = [], environment: [String: String] = [:],
+        nginxReplacements: [(String, String)] = []
+    ) throws {
         directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-test-\(UUID().uuidString.prefix(8))")
         for sub in ["logs", "run", "tmp"] {
             try FileManager.default.createDirectory(at: directory.appending(path: sub), withIntermediateDirectories: true)
@@ -43,7 +48,7 @@ final class Fixture {
         try worker.run()
         do {
             try waitUntil("the worker accepts on \(socketPath)") { (try? Sockets.connectUnix(path: socketPath)).map { close($0); return true } ?? false }
-            if withNginx { try startNginx() }
+            if withNginx { try startNginx(replacements: nginxReplacements) }
         } catch {
             stop()
             throw error
@@ -52,9 +57,13 @@ final class Fixture {
 
     deinit { stop() }
 
-    private func startNginx() throws {
+    private func startNginx(replacements: [(String, String)]) throws {
         port = Sockets.freePort()
-        let template = try String(contentsOf: Self.repository.appending(path: "nginx/local.conf.in"), encoding: .utf8)
+        var template = try String(contentsOf: Self.repository.appending(path: "nginx/local.conf.in"), encoding: .utf8)
+        for (text, replacement) in replacements {
+            guard template.contains(text) else { throw Sockets.Failure("nginx/local.conf.in has no '\(text)'") }
+            template = template.replacing(text, with: replacement)
+        }
         let config = template
             .replacing("@PORT@", with: String(port))
             .replacing("@SOCKET@", with: socketPath)

@@ -1,0 +1,213 @@
+import CEpoll
+import Foundation
+import Locking
+import Logging
+import Synchronization
+
+/// One accepted connection. It belongs to the pool while parked and to one worker thread while
+/// that thread reads or serves it; the hand-over goes through the pool's locks.
+final class PooledConnection: @unchecked Sendable {
+    let fd: Int32
+    /// Names the connection in epoll events (file descriptors are reused, identifiers are not).
+    let identifier: UInt64
+    var reader: RequestReader
+    /// When a parked connection that stalled inside a request is closed; nil while idle.
+    var deadline: ContinuousClock.Instant?
+    /// What is logged when it is closed at the deadline.
+    var stall = ""
+
+    init(fd: Int32, identifier: UInt64, reader: RequestReader) {
+        self.fd = fd
+        self.identifier = identifier
+        self.reader = reader
+    }
+}
+
+/// Accepts connections and parks them in epoll while they wait for bytes, so that an idle
+/// kept-alive connection (or one stalled inside a request) holds no thread.
+///
+/// The worker threads wait on the pool's epoll instance themselves (leader/followers, no
+/// dispatcher thread): each `next()` returns one connection that became readable, accepting new
+/// ones on the way. Every connection is registered one-shot, so exactly one thread gets it;
+/// after a request it is parked again. Connections stalled inside a request are closed at
+/// their deadline; past `maxConnections` new connections wait in the listen backlog.
+final class ConnectionPool: @unchecked Sendable {
+    private let epoll: Int32
+    private let wake: Int32
+    private let listenFD: Int32
+    private let logger: Logger
+    private let maxConnections: Int
+    private let makeReader: @Sendable () -> RequestReader
+    private let parked = Locked(Parked())
+    private let nextIdentifier = Atomic<UInt64>(2)
+    private let stopped = Atomic<Bool>(false)
+    /// When deadlines are next checked, in nanoseconds of `ContinuousClock` since `origin`.
+    private let nextCheck = Atomic<Int64>(0)
+    private let origin = ContinuousClock.now
+
+    private static let listenIdentifier: UInt64 = 0
+    private static let wakeIdentifier: UInt64 = 1
+    /// How often deadlines are checked.
+    private static let tickMilliseconds: Int32 = 100
+
+    private struct Parked {
+        var connections: [UInt64: PooledConnection] = [:]
+        /// Connections open (parked or being served).
+        var open = 0
+        var acceptPaused = false
+        var lastLimitWarning: ContinuousClock.Instant?
+    }
+
+    init(listenFD: Int32, maxConnections: Int, logger: Logger, makeReader: @escaping @Sendable () -> RequestReader) throws(FastCGIServerError) {
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wake = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        self.listenFD = listenFD
+        self.maxConnections = maxConnections
+        self.logger = logger
+        self.makeReader = makeReader
+        guard epoll >= 0, wake >= 0 else { throw .cannotListen(address: .inherited(fd: listenFD), reason: "epoll: \(errnoText())") }
+        _ = fcntl(listenFD, F_SETFL, fcntl(listenFD, F_GETFL) | O_NONBLOCK)
+        // Level-triggered and never read: once written, it wakes every waiting thread.
+        arm(wake, identifier: Self.wakeIdentifier, operation: EPOLL_CTL_ADD, oneShot: false)
+        arm(listenFD, identifier: Self.listenIdentifier, operation: EPOLL_CTL_ADD, oneShot: false)
+    }
+
+    deinit {
+        _ = Glibc.close(epoll)
+        _ = Glibc.close(wake)
+    }
+
+    /// The next connection with bytes to read; nil once the pool is stopped.
+    func next() -> PooledConnection? {
+        var event = epoll_event()
+        while !stopped.load(ordering: .acquiring) {
+            let count = epoll_wait(epoll, &event, 1, Self.tickMilliseconds)
+            checkDeadlinesIfDue()
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.error("epoll_wait failed", metadata: ["error": "\(errnoText())"])
+                return nil
+            }
+            guard count == 1 else { continue }
+            switch event.data.u64 {
+            case Self.listenIdentifier: acceptAll()
+            case Self.wakeIdentifier: return nil
+            default:
+                if let connection = parked.withLock({ $0.connections.removeValue(forKey: event.data.u64) }) {
+                    return connection
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Parks `connection` until it is readable (or its deadline passes).
+    func park(_ connection: PooledConnection) {
+        if connection.reader.isIdle { connection.reader.releaseBufferIfEmpty() }
+        let accepted = parked.withLock { state -> Bool in
+            guard !stopped.load(ordering: .acquiring) else { return false }
+            state.connections[connection.identifier] = connection
+            return true
+        }
+        guard accepted else {
+            close(connection)
+            return
+        }
+        // Registered after it is in the table, so a readiness event always finds it.
+        arm(connection.fd, identifier: connection.identifier, operation: EPOLL_CTL_MOD, oneShot: true)
+    }
+
+    /// Closes a connection a worker is done with.
+    func close(_ connection: PooledConnection) {
+        connection.reader.deallocate()
+        _ = Glibc.close(connection.fd)
+        let resume = parked.withLock { state -> Bool in
+            state.open -= 1
+            guard state.acceptPaused, state.open < maxConnections, !stopped.load(ordering: .acquiring) else { return false }
+            state.acceptPaused = false
+            return true
+        }
+        if resume { arm(listenFD, identifier: Self.listenIdentifier, operation: EPOLL_CTL_ADD, oneShot: false) }
+    }
+
+    /// Stops accepting and closes every parked connection at once; connections being served
+    /// are closed by their workers when their request ends.
+    func stop() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let connections = parked.withLock { state -> [PooledConnection] in
+            defer { state.connections = [:] }
+            return Array(state.connections.values)
+        }
+        for connection in connections { close(connection) }
+        _ = eventfd_write(wake, 1)
+        _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
+    }
+
+    private func acceptAll() {
+        while true {
+            let atLimit = parked.withLock { state -> Bool in
+                guard state.open >= maxConnections else { return false }
+                if !state.acceptPaused {
+                    state.acceptPaused = true
+                    if state.lastLimitWarning.map({ .now - $0 >= .seconds(60) }) ?? true {
+                        state.lastLimitWarning = .now
+                        logger.warning("\(maxConnections) connections open (--max-connections); new ones wait in the listen backlog")
+                    }
+                }
+                return true
+            }
+            if atLimit {
+                _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
+                return
+            }
+            // The connection does not inherit the listening socket's O_NONBLOCK: writes block (a
+            // response goes out whole), reads never wait (MSG_DONTWAIT).
+            let fd = accept(listenFD, nil, nil)
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            if fd < 0 {
+                let code = errno
+                if code == EINTR || code == ECONNABORTED { continue }
+                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
+                    logger.error("accept failed", metadata: ["error": "\(errnoText(code))"])
+                }
+                return
+            }
+            let connection = PooledConnection(fd: fd, identifier: nextIdentifier.wrappingAdd(1, ordering: .relaxed).oldValue, reader: makeReader())
+            parked.withLock { state in
+                state.open += 1
+                state.connections[connection.identifier] = connection
+            }
+            arm(fd, identifier: connection.identifier, operation: EPOLL_CTL_ADD, oneShot: true)
+        }
+    }
+
+    /// One thread at a time, every tick, closes the parked connections past their deadline.
+    private func checkDeadlinesIfDue() {
+        let now = Int64((ContinuousClock.now - origin).components.seconds * 1_000_000_000 + (ContinuousClock.now - origin).components.attoseconds / 1_000_000_000)
+        let due = nextCheck.load(ordering: .relaxed)
+        guard now >= due, nextCheck.compareExchange(expected: due, desired: now + Int64(Self.tickMilliseconds) * 1_000_000, ordering: .relaxed).exchanged else { return }
+        closeExpired()
+    }
+
+    private func closeExpired() {
+        let now = ContinuousClock.now
+        let expired = parked.withLock { state -> [PooledConnection] in
+            let due = state.connections.values.filter { ($0.deadline ?? .now + .seconds(3600)) <= now }
+            for connection in due { state.connections[connection.identifier] = nil }
+            return due
+        }
+        for connection in expired {
+            logger.notice("closing FastCGI connection: \(connection.stall)")
+            close(connection)
+        }
+    }
+
+    private func arm(_ fd: Int32, identifier: UInt64, operation: Int32, oneShot: Bool) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (oneShot ? EPOLLONESHOT.rawValue : 0)
+        event.data.u64 = identifier
+        if epoll_ctl(epoll, operation, fd, &event) != 0, operation == EPOLL_CTL_MOD, errno == ENOENT {
+            _ = epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Connections that are idle, or that stall in the middle of a request, hold no worker thread:
+/// `--threads` bounds the requests served at once, not the connections.
+@Suite(.serialized)
+struct IdleConnectionTests {
+    @Test func idleKeptConnectionsDoNotHoldThreads() throws {
+        let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "4"])
+        defer { fixture.stop() }
+        var kept: [FastCGIConnection] = []
+        for index in 0..<32 {
+            let connection = try FastCGIConnection(path: fixture.socketPath)
+            #expect(try connection.request("/echo?first=\(index)", keepConnection: true).status == 200)
+            kept.append(connection)
+        }
+        // 32 idle connections, 4 threads: a new connection is still answered …
+        #expect(try FastCGIConnection(path: fixture.socketPath).request("/echo?new=1").status == 200)
+        // … and every kept connection can carry another request.
+        for (index, connection) in kept.enumerated() {
+            let reply = try connection.request("/echo?second=\(index)", keepConnection: true)
+            #expect(reply.status == 200)
+            #expect(String(decoding: reply.body, as: UTF8.self).contains("query: second=\(index)"))
+        }
+    }
+
+    @Test func stalledHeadsHoldNoThreadAndAreClosedAfterTheTimeout() throws {
+        let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "4", "--request-head-timeout", "3"])
+        defer { fixture.stop() }
+        let head = FastCGIConnection.requestBytes(uri: "/echo", keepConnection: false)
+        var stalled: [FastCGIConnection] = []
+        for _ in 0..<8 {
+            let connection = try FastCGIConnection(path: fixture.socketPath)
+            try connection.send(Array(head[..<(head.count / 2)]))
+            stalled.append(connection)
+        }
+        // Eight half heads on four threads: normal requests are answered meanwhile, while the
+        // stalled connections are all still open (nothing has been sent back to them).
+        for index in 0..<8 {
+            #expect(try FastCGIConnection(path: fixture.socketPath).request("/echo?normal=\(index)").status == 200)
+        }
+        #expect(!fixture.workerLog.contains("the request head stalled"))
+        for connection in stalled { #expect(try connection.isClosedByServer()) }
+        #expect(fixture.workerLog.contains("the request head stalled for longer than 3.0 seconds"))
+    }
+
+    @Test func aStalledBodyHoldsNoThreadAndIsClosedAfterTheTimeout() throws {
+        let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "1", "--request-body-timeout", "2"])
+        defer { fixture.stop() }
+        let stalled = try FastCGIConnection(path: fixture.socketPath)
+        let params = FastCGIConnection.pairs(FastCGIConnection.standardParams(method: "POST", uri: "/body", bodyLength: 100))
+        try stalled.send(FastCGIConnection.begin(keepConnection: false) + FastCGIConnection.record(type: FastCGIConnection.params, content: params)
+            + FastCGIConnection.record(type: FastCGIConnection.params) + FastCGIConnection.record(type: FastCGIConnection.stdin, content: Array(repeating: 1, count: 40)))
+        // The only thread serves another connection while the body is stalled.
+        let reply = try FastCGIConnection(path: fixture.socketPath).request("/body", method: "POST", body: [1, 2, 3])
+        #expect(reply.status == 200 && reply.body == [1, 2, 3])
+        #expect(!fixture.workerLog.contains("the request body stalled"))
+        #expect(try stalled.isClosedByServer())
+        #expect(fixture.workerLog.contains("the request body stalled for longer than 2.0 seconds"))
+    }
+
+    @Test func moreKeptNginxConnectionsThanThreads() throws {
+        let fixture = try Fixture(workerArguments: ["--threads", "4"], nginxReplacements: [
+            ("worker_processes 1;", "worker_processes 2;"), ("keepalive 16;", "keepalive 32;"),
+        ])
+        defer { fixture.stop() }
+        let failures = Failures()
+        let done = DispatchGroup()
+        let port = fixture.port
+        for client in 0..<64 {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                do {
+                    let connection = try HTTPConnection(port: port)
+                    for index in 0..<20 {
+                        let reply = try connection.send("GET", "/echo?client=\(client)&n=\(index)")
+                        if reply.status != 200 || !reply.text.contains("query: client=\(client)&n=\(index)") {
+                            failures.add("client \(client) request \(index): \(reply.status)")
+                        }
+                    }
+                } catch {
+                    failures.add("client \(client): \(error)")
+                }
+            }
+        }
+        done.wait()
+        #expect(failures.all.isEmpty, "\(failures.all.prefix(5))")
+        let errors = (try? String(contentsOf: fixture.directory.appending(path: "logs/error.log"), encoding: .utf8)) ?? ""
+        #expect(!errors.contains("upstream timed out"))
+    }
+}
+
+/// Failures collected from several threads.
+final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var messages: [String] = []
+
+    func add(_ message: String) { lock.withLock { messages.append(message) } }
+    var all: [String] { lock.withLock { messages } }
+}
