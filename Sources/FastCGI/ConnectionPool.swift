@@ -15,6 +15,9 @@ final class PooledConnection: @unchecked Sendable {
     var deadline: ContinuousClock.Instant?
     /// What is logged when it is closed at the deadline.
     var stall = ""
+    /// Whether its descriptor is in the epoll set (a connection read at once after accept is not
+    /// until it is first parked).
+    var registered = false
 
     init(fd: Int32, identifier: UInt64, reader: RequestReader) {
         self.fd = fd
@@ -38,7 +41,13 @@ final class ConnectionPool: @unchecked Sendable {
     private let logger: Logger
     private let maxConnections: Int
     private let makeReader: @Sendable () -> RequestReader
-    private let parked = Locked(Parked())
+    /// The parked connections, by identifier, in shards so that threads parking and taking
+    /// connections rarely meet on a lock.
+    private let shards = (0..<64).map { _ in Locked([UInt64: PooledConnection]()) }
+    /// Connections open (parked or being served).
+    private let open = Atomic<Int>(0)
+    private let acceptPaused = Atomic<Bool>(false)
+    private let lastLimitWarning = Locked<ContinuousClock.Instant?>(nil)
     private let nextIdentifier = Atomic<UInt64>(2)
     private let stopped = Atomic<Bool>(false)
     /// When deadlines are next checked, in nanoseconds of `ContinuousClock` since `origin`.
@@ -50,12 +59,8 @@ final class ConnectionPool: @unchecked Sendable {
     /// How often deadlines are checked.
     private static let tickMilliseconds: Int32 = 100
 
-    private struct Parked {
-        var connections: [UInt64: PooledConnection] = [:]
-        /// Connections open (parked or being served).
-        var open = 0
-        var acceptPaused = false
-        var lastLimitWarning: ContinuousClock.Instant?
+    private func shard(_ identifier: UInt64) -> Locked<[UInt64: PooledConnection]> {
+        shards[Int(identifier % UInt64(shards.count))]
     }
 
     init(listenFD: Int32, maxConnections: Int, logger: Logger, makeReader: @escaping @Sendable () -> RequestReader) throws(FastCGIServerError) {
@@ -90,10 +95,13 @@ final class ConnectionPool: @unchecked Sendable {
             }
             guard count == 1 else { continue }
             switch event.data.u64 {
-            case Self.listenIdentifier: acceptAll()
+            case Self.listenIdentifier:
+                // The web server writes a request right after connecting: this thread reads the
+                // first new connection at once instead of waiting for epoll to report it.
+                if let first = acceptAll() { return first }
             case Self.wakeIdentifier: return nil
             default:
-                if let connection = parked.withLock({ $0.connections.removeValue(forKey: event.data.u64) }) {
+                if let connection = shard(event.data.u64).withLock({ $0.removeValue(forKey: event.data.u64) }) {
                     return connection
                 }
             }
@@ -104,61 +112,61 @@ final class ConnectionPool: @unchecked Sendable {
     /// Parks `connection` until it is readable (or its deadline passes).
     func park(_ connection: PooledConnection) {
         if connection.reader.isIdle { connection.reader.releaseBufferIfEmpty() }
-        let accepted = parked.withLock { state -> Bool in
+        let operation = connection.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
+        connection.registered = true
+        // In the table before it is armed, so a readiness event always finds it; armed under
+        // the shard's lock, so `stop` cannot close the descriptor in between.
+        let parked = shard(connection.identifier).withLock { table -> Bool in
             guard !stopped.load(ordering: .acquiring) else { return false }
-            state.connections[connection.identifier] = connection
+            table[connection.identifier] = connection
+            arm(connection.fd, identifier: connection.identifier, operation: operation, oneShot: true)
             return true
         }
-        guard accepted else {
-            close(connection)
-            return
-        }
-        // Registered after it is in the table, so a readiness event always finds it.
-        arm(connection.fd, identifier: connection.identifier, operation: EPOLL_CTL_MOD, oneShot: true)
+        if !parked { close(connection) }
     }
 
     /// Closes a connection a worker is done with.
     func close(_ connection: PooledConnection) {
         connection.reader.deallocate()
         _ = Glibc.close(connection.fd)
-        let resume = parked.withLock { state -> Bool in
-            state.open -= 1
-            guard state.acceptPaused, state.open < maxConnections, !stopped.load(ordering: .acquiring) else { return false }
-            state.acceptPaused = false
-            return true
+        let remaining = open.wrappingSubtract(1, ordering: .relaxed).newValue
+        if remaining < maxConnections, acceptPaused.load(ordering: .relaxed), !stopped.load(ordering: .acquiring),
+           acceptPaused.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+            arm(listenFD, identifier: Self.listenIdentifier, operation: EPOLL_CTL_ADD, oneShot: false)
         }
-        if resume { arm(listenFD, identifier: Self.listenIdentifier, operation: EPOLL_CTL_ADD, oneShot: false) }
     }
 
     /// Stops accepting and closes every parked connection at once; connections being served
     /// are closed by their workers when their request ends.
     func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let connections = parked.withLock { state -> [PooledConnection] in
-            defer { state.connections = [:] }
-            return Array(state.connections.values)
+        for shard in shards {
+            let connections = shard.withLock { table -> [PooledConnection] in
+                defer { table = [:] }
+                return Array(table.values)
+            }
+            for connection in connections { close(connection) }
         }
-        for connection in connections { close(connection) }
         _ = eventfd_write(wake, 1)
         _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
     }
 
-    private func acceptAll() {
+    /// Accepts what the backlog holds: the first connection is returned to be read at once,
+    /// the others are parked.
+    private func acceptAll() -> PooledConnection? {
+        var first: PooledConnection?
         while true {
-            let atLimit = parked.withLock { state -> Bool in
-                guard state.open >= maxConnections else { return false }
-                if !state.acceptPaused {
-                    state.acceptPaused = true
-                    if state.lastLimitWarning.map({ .now - $0 >= .seconds(60) }) ?? true {
-                        state.lastLimitWarning = .now
-                        logger.warning("\(maxConnections) connections open (--max-connections); new ones wait in the listen backlog")
+            if open.load(ordering: .relaxed) >= maxConnections {
+                if !acceptPaused.exchange(true, ordering: .relaxed) {
+                    _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
+                    let warn = lastLimitWarning.withLock { last -> Bool in
+                        guard last.map({ .now - $0 >= .seconds(60) }) ?? true else { return false }
+                        last = .now
+                        return true
                     }
+                    if warn { logger.warning("\(maxConnections) connections open (--max-connections); new ones wait in the listen backlog") }
                 }
-                return true
-            }
-            if atLimit {
-                _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
-                return
+                return first
             }
             // The connection does not inherit the listening socket's O_NONBLOCK: writes block (a
             // response goes out whole), reads never wait (MSG_DONTWAIT).
@@ -170,14 +178,15 @@ final class ConnectionPool: @unchecked Sendable {
                 if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
                     logger.error("accept failed", metadata: ["error": "\(errnoText(code))"])
                 }
-                return
+                return first
             }
             let connection = PooledConnection(fd: fd, identifier: nextIdentifier.wrappingAdd(1, ordering: .relaxed).oldValue, reader: makeReader())
-            parked.withLock { state in
-                state.open += 1
-                state.connections[connection.identifier] = connection
+            open.wrappingAdd(1, ordering: .relaxed)
+            if first == nil {
+                first = connection
+            } else {
+                park(connection)
             }
-            arm(fd, identifier: connection.identifier, operation: EPOLL_CTL_ADD, oneShot: true)
         }
     }
 
@@ -191,14 +200,16 @@ final class ConnectionPool: @unchecked Sendable {
 
     private func closeExpired() {
         let now = ContinuousClock.now
-        let expired = parked.withLock { state -> [PooledConnection] in
-            let due = state.connections.values.filter { ($0.deadline ?? .now + .seconds(3600)) <= now }
-            for connection in due { state.connections[connection.identifier] = nil }
-            return due
-        }
-        for connection in expired {
-            logger.notice("closing FastCGI connection: \(connection.stall)")
-            close(connection)
+        for shard in shards {
+            let expired = shard.withLock { table -> [PooledConnection] in
+                let due = table.values.filter { $0.deadline.map { $0 <= now } ?? false }
+                for connection in due { table[connection.identifier] = nil }
+                return due
+            }
+            for connection in expired {
+                logger.notice("closing FastCGI connection: \(connection.stall)")
+                close(connection)
+            }
         }
     }
 
@@ -206,8 +217,8 @@ final class ConnectionPool: @unchecked Sendable {
         var event = epoll_event()
         event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (oneShot ? EPOLLONESHOT.rawValue : 0)
         event.data.u64 = identifier
-        if epoll_ctl(epoll, operation, fd, &event) != 0, operation == EPOLL_CTL_MOD, errno == ENOENT {
-            _ = epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
+        if epoll_ctl(epoll, operation, fd, &event) != 0 {
+            logger.error("epoll_ctl failed", metadata: ["error": "\(errnoText())", "fd": "\(fd)"])
         }
     }
 }

@@ -283,6 +283,12 @@ private final class Worker {
                 let usable = handle(head, body: body, fd: connection.fd)
                 server.requestEnded()
                 guard usable, head.keepConnection, !server.isStopping else { return pool.close(connection) }
+                // Web servers send the next request only after this response: with nothing
+                // buffered, the connection is parked at once (no read that would find nothing).
+                if connection.reader.isIdle {
+                    connection.deadline = nil
+                    return pool.park(connection)
+                }
             }
         }
     }
