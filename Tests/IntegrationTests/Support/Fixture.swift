@@ -1,15 +1,21 @@
 import Foundation
 import Glibc
 
-/// A running TestWorker on a unix socket and, optionally, a real nginx in front of it on a free
-/// loopback port, rendered from the shipped `nginx/local.conf.in`. Everything lives in a fresh
-/// temporary folder; `stop()` (also run on deinit) stops both by PID and removes the folder.
+/// A running TestWorker on a unix socket and, optionally, a real front end in front of it on a
+/// free loopback port: nginx rendered from the shipped `nginx/local.conf.in`, or Apache httpd
+/// (mpm_event, mod_proxy_fcgi) with the shipped `nginx/apache-proxy-fcgi.conf`. Everything lives in
+/// a fresh temporary folder; `stop()` (also run on deinit) stops them by PID and removes the
+/// folder.
 final class Fixture {
+    enum FrontEnd { case none, nginx, apache }
+
     let directory: URL
     let socketPath: String
     private(set) var port = 0
     let worker: Process
     private var nginx: Process?
+    /// Apache's process id (see `spawnWithDefaultSignals`).
+    private var apache: pid_t?
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
@@ -28,8 +34,15 @@ final class Fixture {
     /// `environment`: added to the worker's environment.
     /// `nginxReplacements`: text of `nginx/local.conf.in` replaced before nginx starts (e.g.
     /// `worker_processes 1;` by `worker_processes 2;`).
-    init(
+    convenience init(
         nginx withNginx: Bool = true, worker workerName: String = "TestWorker", workerArguments: [String] = [], environment: [String: String] = [:],
+        nginxReplacements: [(String, String)] = []
+    ) throws {
+        try self.init(frontEnd: withNginx ? .nginx : .none, worker: workerName, workerArguments: workerArguments, environment: environment, nginxReplacements: nginxReplacements)
+    }
+
+    init(
+        frontEnd: FrontEnd, worker workerName: String = "TestWorker", workerArguments: [String] = [], environment: [String: String] = [:],
         nginxReplacements: [(String, String)] = []
     ) throws {
         directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-test-\(UUID().uuidString.prefix(8))")
@@ -39,7 +52,11 @@ final class Fixture {
         socketPath = directory.appending(path: "worker.sock").path
         worker = Process()
         worker.executableURL = Self.products.appending(path: workerName)
-        worker.arguments = ["serve", "--listen", "unix:\(socketPath)", "--threads", "8"] + workerArguments
+        // Apache refuses to serve as root and runs as www-data: as root, the socket goes to that
+        // group and the folder may be traversed.
+        let forApache = frontEnd == .apache && geteuid() == 0
+        if forApache { chmod(directory.path, 0o711) }
+        worker.arguments = ["serve", "--listen", "unix:\(socketPath)", "--threads", "8"] + (forApache ? ["--socket-group", "www-data"] : []) + workerArguments
         if !environment.isEmpty { worker.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let log = directory.appending(path: "logs/worker.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -48,7 +65,11 @@ final class Fixture {
         try worker.run()
         do {
             try waitUntil("the worker accepts on \(socketPath)") { (try? Sockets.connectUnix(path: socketPath)).map { close($0); return true } ?? false }
-            if withNginx { try startNginx(replacements: nginxReplacements) }
+            switch frontEnd {
+            case .none: break
+            case .nginx: try startNginx(replacements: nginxReplacements)
+            case .apache: try startApache()
+            }
         } catch {
             stop()
             throw error
@@ -80,6 +101,50 @@ final class Fixture {
         try waitUntil("nginx accepts on 127.0.0.1:\(port)") { (try? Sockets.connectTCP(port: port)).map { close($0); return true } ?? false }
     }
 
+    /// Apache httpd with the modules the shipped example needs, the example's virtual host
+    /// included with this fixture's port and socket, and a short upstream timeout so that a
+    /// stuck request shows as an error instead of a hang.
+    private func startApache() throws {
+        port = Sockets.freePort()
+        let modules = "/usr/lib/apache2/modules"
+        var site = try String(contentsOf: Self.repository.appending(path: "nginx/apache-proxy-fcgi.conf"), encoding: .utf8)
+        for (text, replacement) in [("<VirtualHost *:80>", "<VirtualHost 127.0.0.1:\(port)>"), ("/run/sessionhost/app.sock", socketPath), ("enablereuse=on", "enablereuse=on timeout=10")] {
+            guard site.contains(text) else { throw Sockets.Failure("nginx/apache-proxy-fcgi.conf has no '\(text)'") }
+            site = site.replacing(text, with: replacement)
+        }
+        let sitePath = directory.appending(path: "apache-site.conf").path
+        try site.write(toFile: sitePath, atomically: true, encoding: .utf8)
+        let root = directory.path
+        let config = """
+            ServerRoot "\(root)"
+            DefaultRuntimeDir "\(root)/run"
+            PidFile "\(root)/run/httpd.pid"
+            ErrorLog "\(root)/logs/apache-error.log"
+            LogLevel warn
+            Listen 127.0.0.1:\(port)
+            ServerName localhost
+            LoadModule mpm_event_module \(modules)/mod_mpm_event.so
+            LoadModule authz_core_module \(modules)/mod_authz_core.so
+            LoadModule proxy_module \(modules)/mod_proxy.so
+            LoadModule proxy_fcgi_module \(modules)/mod_proxy_fcgi.so
+            \(geteuid() == 0 ? "User www-data\nGroup www-data" : "")
+            Include "\(sitePath)"
+
+            """
+        let configPath = directory.appending(path: "httpd.conf").path
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let stderrPath = directory.appending(path: "logs/apache-stderr.log").path
+        apache = try Self.spawnWithDefaultSignals(Self.which("apache2"), ["-f", configPath, "-DFOREGROUND"], stderr: stderrPath)
+        try waitUntil("Apache accepts on 127.0.0.1:\(port)") { (try? Sockets.connectTCP(port: port)).map { close($0); return true } ?? false }
+    }
+
+    /// Apache's error log and standard error (upstream errors and timeouts show there).
+    var apacheErrors: String {
+        ["logs/apache-error.log", "logs/apache-stderr.log"].map {
+            (try? String(contentsOf: directory.appending(path: $0), encoding: .utf8)) ?? ""
+        }.joined()
+    }
+
     func connection() throws -> HTTPConnection { try HTTPConnection(port: port) }
 
     func get(_ target: String, headers: [(String, String)] = []) throws -> HTTPReply {
@@ -97,6 +162,12 @@ final class Fixture {
     }
 
     func stop() {
+        if let apache {
+            kill(apache, SIGTERM)
+            var status: Int32 = 0
+            waitpid(apache, &status, 0)
+            self.apache = nil
+        }
         for process in [nginx, worker].compactMap({ $0 }) where process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
@@ -114,6 +185,33 @@ final class Fixture {
             usleep(10_000)
         }
         throw Sockets.Failure("timed out waiting until \(what); worker log:\n\(workerLog)")
+    }
+
+    /// Starts `path` with every signal unblocked and at its default action. Foundation's
+    /// `Process` passes on the test process's signal mask, in which SIGTERM is blocked; Apache
+    /// never unblocks it and would not stop.
+    static func spawnWithDefaultSignals(_ path: String, _ arguments: [String], stderr: String) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw Sockets.Failure("cannot start \(path): \(String(cString: strerror(rc)))") }
+        return pid
     }
 
     static func which(_ name: String) -> String {
