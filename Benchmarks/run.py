@@ -9,6 +9,10 @@ Parts (ONLY=hello,sessions,memory by default; any comma-separated subset):
             and php-fpm 8.2's files session handler doing the same, each rotating through 10 000
             pre-created sessions with a generated wrk Lua script.
   memory    a fresh Swift worker's RSS before and after 100 000 sessions of four short strings.
+  apache    the C libfcgi worker and the Swift host behind Apache httpd 2.4 (mpm_event,
+            mod_proxy_fcgi, enablereuse=on) at -c1 and -c16, in the same rounds.
+  idle      the Swift host with 4 threads behind nginx with 32 kept upstream connections (more
+            kept connections than threads) next to the same worker with 64 threads, at -c32.
 """
 import http.client
 import os
@@ -25,12 +29,14 @@ import time
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 THREADS = int(os.environ.get("THREADS", "64"))
-PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory").split(",") if part]
+PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle").split(",") if part]
 SESSIONS = int(os.environ.get("SESSIONS", "10000"))  # rotated by the counter cells
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
 KEEPALIVE = 32  # nginx idle upstream connections; THREADS must stay above it
 CONNECTIONS = 32  # the session cells
+APACHE_CONNECTIONS = 16
+IDLE_THREADS = 4
 ASP_COOKIE = "ASP.NET_SessionId"
 PHP_COOKIE = "PHPSESSID"
 
@@ -48,6 +54,7 @@ http {{
     upstream c_keep {{ server unix:{dir}/c.sock; keepalive {keepalive}; }}
     upstream swift_keep {{ server unix:{dir}/swift.sock; keepalive {keepalive}; }}
     upstream swift_mem {{ server unix:{dir}/swift-mem.sock; keepalive {keepalive}; }}
+    upstream swift_few {{ server unix:{dir}/swift-few.sock; keepalive {keepalive}; }}
     upstream php_keep {{ server unix:{dir}/php.sock; keepalive {keepalive}; }}
     server {{
         listen 127.0.0.1:{port};
@@ -57,6 +64,7 @@ http {{
         location /c-close/ {{ fastcgi_pass unix:{dir}/c.sock; include {params}; }}
         location /swift-close/ {{ fastcgi_pass unix:{dir}/swift.sock; include {params}; }}
         location /swift-mem/ {{ fastcgi_pass swift_mem; fastcgi_keep_conn on; include {params}; }}
+        location /swift-few/ {{ fastcgi_pass swift_few; fastcgi_keep_conn on; include {params}; }}
         location /php/ {{
             root {dir}/www;
             fastcgi_pass php_keep; fastcgi_keep_conn on; include {params};
@@ -64,6 +72,27 @@ http {{
         }}
     }}
 }}
+"""
+
+# Apache httpd with its own ServerRoot, in front of the same two workers: mpm_event (Debian's
+# default), mod_proxy_fcgi reusing backend connections as the shipped example does.
+APACHE_CONF = """
+ServerRoot "{dir}"
+DefaultRuntimeDir "{dir}/run"
+PidFile "{dir}/run/httpd.pid"
+ErrorLog "{dir}/logs/apache-error.log"
+LogLevel warn
+Listen 127.0.0.1:{port}
+ServerName localhost
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so
+{user}
+MaxKeepAliveRequests 0
+ProxyFCGIBackendType GENERIC
+ProxyPass "/c/" "unix:{dir}/c.sock|fcgi://c-hello/" enablereuse=on
+ProxyPass "/swift/" "unix:{dir}/swift.sock|fcgi://swift/" enablereuse=on
 """
 
 # php-fpm 8.2 with its own prefix. pm = static with one child per wrk connection: php-fpm serves
@@ -327,9 +356,9 @@ def find_php_fpm():
 
 def main():
     swift_binary, c_binary = sys.argv[1], sys.argv[2]
-    unknown = set(PARTS) - {"hello", "sessions", "memory"}
+    unknown = set(PARTS) - {"hello", "sessions", "memory", "apache", "idle"}
     if unknown or not PARTS:
-        raise SystemExit(f"ONLY: unknown parts {sorted(unknown)}; use hello, sessions, memory (comma-separated)")
+        raise SystemExit(f"ONLY: unknown parts {sorted(unknown)}; use hello, sessions, memory, apache, idle (comma-separated)")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     logs = os.path.join(repo, "Benchmarks/.out/logs")  # kept after the run
     shutil.rmtree(logs, ignore_errors=True)
@@ -351,10 +380,14 @@ def main():
         processes.append((name, process, stderr))
         return process
 
-    def swift_worker(name, sock):
+    as_root = os.geteuid() == 0
+
+    def swift_worker(name, sock, threads=THREADS):
         # An empty --config-dir: the built-in defaults (InProc sessions, cookies), not the repository's conf.d.
-        return start(name, [swift_binary, "serve", "--listen", f"unix:{work}/{sock}", "--threads", str(THREADS),
-                            "--log-level", "warning", "--config-dir", f"{work}/empty-config"])
+        # As root, Apache serves as www-data: the socket goes to that group.
+        return start(name, [swift_binary, "serve", "--listen", f"unix:{work}/{sock}", "--threads", str(threads),
+                            "--log-level", "warning", "--config-dir", f"{work}/empty-config"]
+                     + (["--socket-group", "www-data"] if as_root else []))
 
     def stop(name, process):
         if process.poll() is not None:
@@ -377,12 +410,14 @@ def main():
 
     results, notes, memory = {}, [], None
     cells = []  # (key, label, path, connections, script)
+    cell_ports = {}  # key -> port, for cells not served through nginx
     hello_targets = [("nginx return 200", "/return"), ("C libfcgi", "/c-keep/"), ("Swift host", "/swift-keep/"),
                      ("C libfcgi", "/c-close/"), ("Swift host", "/swift-close/")]
     try:
-        if "hello" in PARTS:
+        if {"hello", "apache"} & set(PARTS):
             start("c-hello", [c_binary, f"{work}/c.sock", str(THREADS)])
-        swift = swift_worker("swift", "swift.sock") if {"hello", "sessions"} & set(PARTS) else None
+        swift = swift_worker("swift", "swift.sock") if {"hello", "sessions", "apache", "idle"} & set(PARTS) else None
+        few = swift_worker("swift-few", "swift-few.sock", IDLE_THREADS) if "idle" in PARTS else None
         if "sessions" in PARTS:
             with open(f"{work}/www/php/counter.php", "w") as script:
                 script.write(PHP_COUNTER)
@@ -393,8 +428,18 @@ def main():
             php_fpm = find_php_fpm()
             start("php-fpm", [php_fpm, "-y", f"{work}/php-fpm.conf", "-F"] + (["-R"] if os.geteuid() == 0 else []))
         wait_for(lambda: all(os.path.exists(f"{work}/{sock}") for sock, part in
-                             (("c.sock", "hello"), ("swift.sock", "hello"), ("swift.sock", "sessions"), ("php.sock", "sessions"))
+                             (("c.sock", "hello"), ("c.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
+                              ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"))
                              if part in PARTS), "the workers", processes)
+        if "apache" in PARTS:
+            if as_root:  # c-hello makes its socket 0660 root:root; Apache's children run as www-data
+                import grp
+                os.chown(f"{work}/c.sock", -1, grp.getgrnam("www-data").gr_gid)
+            apache_port = free_port()
+            with open(os.path.join(work, "httpd.conf"), "w") as conf:
+                conf.write(APACHE_CONF.format(dir=work, port=apache_port, user="User www-data\nGroup www-data" if as_root else ""))
+            start("apache", ["/usr/sbin/apache2", "-f", f"{work}/httpd.conf", "-DFOREGROUND"])
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", apache_port)) == 0, "Apache", processes)
         start("nginx", ["nginx", "-p", work, "-c", f"{work}/nginx.conf", "-e", f"{work}/logs/error.log"])
         wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "nginx", processes)
 
@@ -403,6 +448,15 @@ def main():
             for connections in (1, 32):
                 for name, path in hello_targets:
                     cells.append(((path, connections), name, path, connections, None))
+        if "apache" in PARTS:
+            for connections in (1, APACHE_CONNECTIONS):
+                for name, path in (("C libfcgi", "/c/"), ("Swift host", "/swift/")):
+                    key = ("apache", path, connections)
+                    cells.append((key, f"Apache: {name}", path, connections, None))
+                    cell_ports[key] = apache_port
+        if "idle" in PARTS:
+            cells += [(("idle", THREADS), f"Swift host, {THREADS} threads", "/swift-keep/", KEEPALIVE, None),
+                      (("idle", IDLE_THREADS), f"Swift host, {IDLE_THREADS} threads", "/swift-few/", KEEPALIVE, None)]
         if "sessions" in PARTS:
             progress(f"creating {SESSIONS:,} ASP.NET sessions and {SESSIONS:,} PHP sessions")
             swift_ids = create_sessions(port, "/swift-keep/counter", ASP_COOKIE, SESSIONS)
@@ -426,16 +480,18 @@ def main():
 
         counted = {}
         if cells:
-            for _, _, path, _, script in {(c[2], c[4]): c for c in cells}.values():  # warm-up, once per path
-                counted[path] = counted.get(path, 0) + wrk(port, path, 32, script, duration=1, label=f"warm-up {path}")[3]
+            for key, _, path, _, script in {(c[2], c[4], cell_ports.get(c[0], port)): c for c in cells}.values():  # warm-up, once per path
+                counted[path] = counted.get(path, 0) + wrk(cell_ports.get(key, port), path, 32, script, duration=1, label=f"warm-up {path}")[3]
             for round_number in range(1, ROUNDS + 1):
                 progress(f"round {round_number}/{ROUNDS}")
                 for key, label, path, connections, script in cells:
-                    result = wrk(port, path, connections, script, label=label)
+                    result = wrk(cell_ports.get(key, port), path, connections, script, label=label)
                     results.setdefault(key, []).append(result)
                     counted[path] = counted.get(path, 0) + result[3]
         if "hello" in PARTS:
             loaded = {"C": rss_kib(processes[0][1].pid), "Swift": rss_kib(swift.pid)}
+        if "idle" in PARTS:
+            notes.append(f"idle part: the {IDLE_THREADS}-thread worker's RSS after the load: {rss_kib(few.pid) / 1024:.1f} MiB")
         if "sessions" in PARTS:
             progress("reading back every counter")
             notes.append(check_counters(port, "/swift-keep/counter", ASP_COOKIE, swift_ids, counted["/swift-keep/counter"], ROUNDS + 1))
@@ -462,7 +518,7 @@ def main():
         for name, process, stderr in reversed(processes):
             stop(name, process)
             stderr.close()
-        for log in ("logs/error.log", "logs/php-fpm.log", "logs/php-errors.log"):
+        for log in ("logs/error.log", "logs/php-fpm.log", "logs/php-errors.log", "logs/apache-error.log"):
             if os.path.exists(f"{work}/{log}"):
                 shutil.copy(f"{work}/{log}", os.path.join(logs, "nginx-error.log" if log == "logs/error.log" else os.path.basename(log)))
         shutil.rmtree(work, ignore_errors=True)
@@ -491,6 +547,27 @@ def main():
                 print(f"| {'keepalive' if upstream == 'keep' else 'close'} | {connections} | {rps:.3f} | {p99:.3f} |")
         print(f"\nworker RSS (MiB): idle C {idle['C'] / 1024:.1f} / Swift {idle['Swift'] / 1024:.1f}; "
               f"after load C {loaded['C'] / 1024:.1f} / Swift {loaded['Swift'] / 1024:.1f}")
+    if "apache" in PARTS:
+        print(f"\nThrough Apache httpd (mpm_event, mod_proxy_fcgi, enablereuse=on), the same workers\n")
+        print("| target | conns | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|---:|")
+        for connections in (1, APACHE_CONNECTIONS):
+            for name, path in (("C libfcgi", "/c/"), ("Swift host", "/swift/")):
+                key = ("apache", path, connections)
+                print(f"| {name} | {connections} | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
+        print("\n| Swift/C through Apache | conns | req/s ratio | p99 ratio |")
+        print("|---|---:|---:|---:|")
+        for connections in (1, APACHE_CONNECTIONS):
+            c_key, swift_key = ("apache", "/c/", connections), ("apache", "/swift/", connections)
+            print(f"| keepalive | {connections} | {median(swift_key, 0) / median(c_key, 0):.3f} | {median(swift_key, 2) / median(c_key, 2):.3f} |")
+    if "idle" in PARTS:
+        print(f"\nMore kept connections than threads: nginx keeps {KEEPALIVE} upstream connections, wrk -c{KEEPALIVE}\n")
+        print("| worker | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for threads in (THREADS, IDLE_THREADS):
+            key = ("idle", threads)
+            print(f"| Swift host, {threads} threads | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
+        print(f"\n{IDLE_THREADS} threads / {THREADS} threads: {median(('idle', IDLE_THREADS), 0) / median(('idle', THREADS), 0):.3f} (req/s)")
     if "sessions" in PARTS:
         print(f"\nSessions: {SESSIONS:,} pre-created sessions per target, rotated round-robin by a wrk Lua script, "
               f"-c{CONNECTIONS}, upstream keepalive\n")
@@ -542,6 +619,10 @@ def main():
             lines = [line.rstrip() for line in log if line.strip()]
         if name.startswith("php-fpm"):  # its notices (starting, ready, exiting) are not problems
             lines = [line for line in lines if "NOTICE" not in line]
+        if name in ("apache.stderr", "apache-error.log"):  # its startup notices are not problems
+            lines = [line for line in lines if ":notice]" not in line]
+            if lines:
+                fail(f"{name}: Apache logged {len(lines)} problems, e.g. {lines[0][:200]}")
         if lines:
             print(f"  {name}: {len(lines)} lines, e.g. {lines[0][:200]}")
             if name.startswith("swift"):
