@@ -22,32 +22,11 @@ struct ApacheTests {
     @Test func concurrentKeepAliveClientsGetNoErrors() throws {
         let fixture = try Fixture(frontEnd: .apache, workerArguments: ["--threads", "4"])
         defer { fixture.stop() }
-        let failures = Failures()
-        let done = DispatchGroup()
-        let port = fixture.port
-        for client in 0..<16 {
-            done.enter()
-            Thread.detachNewThread {
-                defer { done.leave() }
-                do {
-                    // Apache closes a client connection after 100 requests (MaxKeepAliveRequests).
-                    var connection = try HTTPConnection(port: port)
-                    for index in 0..<250 {
-                        if index % 50 == 49 { connection = try HTTPConnection(port: port) }
-                        let reply = try connection.send("GET", "/echo?client=\(client)&n=\(index)")
-                        if reply.status != 200 || !reply.text.contains("query: client=\(client)&n=\(index)") {
-                            failures.add("client \(client) request \(index): \(reply.status)")
-                        }
-                    }
-                } catch {
-                    failures.add("client \(client): \(error)")
-                }
-            }
-        }
-        done.wait()
+        // Apache closes a client connection after 100 requests (MaxKeepAliveRequests).
+        let failures = concurrentClients(port: fixture.port, clients: 16, requests: 250, reconnectEvery: 50)
         // 4000 requests through Apache's reused connections: no 5xx, every body right, and no
         // upstream error or timeout in Apache's log.
-        #expect(failures.all.isEmpty, "\(failures.all.prefix(5))")
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
         #expect(!fixture.apacheErrors.contains("AH01"), "\(fixture.apacheErrors.suffix(2000))")
         #expect(!fixture.apacheErrors.lowercased().contains("timeout"))
     }

@@ -65,38 +65,9 @@ struct IdleConnectionTests {
             ("worker_processes 1;", "worker_processes 2;"), ("keepalive 16;", "keepalive 32;"),
         ])
         defer { fixture.stop() }
-        let failures = Failures()
-        let done = DispatchGroup()
-        let port = fixture.port
-        for client in 0..<64 {
-            done.enter()
-            Thread.detachNewThread {
-                defer { done.leave() }
-                do {
-                    let connection = try HTTPConnection(port: port)
-                    for index in 0..<20 {
-                        let reply = try connection.send("GET", "/echo?client=\(client)&n=\(index)")
-                        if reply.status != 200 || !reply.text.contains("query: client=\(client)&n=\(index)") {
-                            failures.add("client \(client) request \(index): \(reply.status)")
-                        }
-                    }
-                } catch {
-                    failures.add("client \(client): \(error)")
-                }
-            }
-        }
-        done.wait()
-        #expect(failures.all.isEmpty, "\(failures.all.prefix(5))")
+        let failures = concurrentClients(port: fixture.port, clients: 64, requests: 20)
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
         let errors = (try? String(contentsOf: fixture.directory.appending(path: "logs/error.log"), encoding: .utf8)) ?? ""
         #expect(!errors.contains("upstream timed out"))
     }
-}
-
-/// Failures collected from several threads.
-final class Failures: @unchecked Sendable {
-    private let lock = NSLock()
-    private var messages: [String] = []
-
-    func add(_ message: String) { lock.withLock { messages.append(message) } }
-    var all: [String] { lock.withLock { messages } }
 }
