@@ -25,6 +25,27 @@ struct IdleConnectionTests {
         }
     }
 
+    @Test func pastMaxConnectionsNewConnectionsWaitInTheBacklog() throws {
+        let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "2", "--max-connections", "4"])
+        defer { fixture.stop() }
+        var kept: [FastCGIConnection] = []
+        for index in 0..<4 {
+            let connection = try FastCGIConnection(path: fixture.socketPath)
+            #expect(try connection.request("/echo?kept=\(index)", keepConnection: true).status == 200)
+            kept.append(connection)
+        }
+        // A fifth connection is accepted by the kernel (backlog) but not by the worker …
+        let waiting = try FastCGIConnection(path: fixture.socketPath)
+        try waiting.send(FastCGIConnection.requestBytes(uri: "/echo?waiting=1", keepConnection: false))
+        try fixture.waitUntil("the limit is logged") { fixture.workerLog.contains("4 connections open (--max-connections)") }
+        // … until one of the four closes.
+        kept.removeFirst()
+        let reply = try waiting.readReply()
+        #expect(reply.status == 200)
+        #expect(String(decoding: reply.body, as: UTF8.self).contains("query: waiting=1"))
+        #expect(try kept[0].request("/echo?again=1", keepConnection: true).status == 200)
+    }
+
     @Test func stalledHeadsHoldNoThreadAndAreClosedAfterTheTimeout() throws {
         let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "4", "--request-head-timeout", "3"])
         defer { fixture.stop() }
