@@ -46,8 +46,9 @@ final class ConnectionPool: @unchecked Sendable {
     private let shards = (0..<64).map { _ in Locked([UInt64: PooledConnection]()) }
     /// Connections open (parked or being served).
     private let open = Atomic<Int>(0)
+    /// Whether the listening socket is out of the epoll set; changed only under `acceptState`.
     private let acceptPaused = Atomic<Bool>(false)
-    private let lastLimitWarning = Locked<ContinuousClock.Instant?>(nil)
+    private let acceptState = Locked(AcceptState())
     private let nextIdentifier = Atomic<UInt64>(2)
     private let stopped = Atomic<Bool>(false)
     /// When deadlines are next checked, in nanoseconds of `ContinuousClock` since `origin`.
@@ -58,6 +59,13 @@ final class ConnectionPool: @unchecked Sendable {
     private static let wakeIdentifier: UInt64 = 1
     /// How often deadlines are checked.
     private static let tickMilliseconds: Int32 = 100
+
+    /// Why accepting is paused, and when the limit was last reported.
+    private struct AcceptState {
+        /// Out of descriptors since then: accepting resumes on the next deadline check.
+        var outOfDescriptorsSince: ContinuousClock.Instant?
+        var lastLimitWarning: ContinuousClock.Instant?
+    }
 
     private func shard(_ identifier: UInt64) -> Locked<[UInt64: PooledConnection]> {
         shards[Int(identifier % UInt64(shards.count))]
@@ -129,9 +137,39 @@ final class ConnectionPool: @unchecked Sendable {
     func close(_ connection: PooledConnection) {
         connection.reader.deallocate()
         _ = Glibc.close(connection.fd)
-        let remaining = open.wrappingSubtract(1, ordering: .relaxed).newValue
-        if remaining < maxConnections, acceptPaused.load(ordering: .relaxed), !stopped.load(ordering: .acquiring),
-           acceptPaused.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+        open.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+        if acceptPaused.load(ordering: .sequentiallyConsistent) { resumeAccepting() }
+    }
+
+    /// Takes the listening socket out of the epoll set (at `maxConnections`, or out of
+    /// descriptors). The flag and the epoll set change together under one lock, and the count
+    /// is checked again there, so a connection closing meanwhile cannot leave accepting stopped.
+    private func pauseAccepting(outOfDescriptors: Bool) {
+        let warning = acceptState.withLock { state -> String? in
+            guard !acceptPaused.load(ordering: .sequentiallyConsistent) else { return nil }
+            guard outOfDescriptors || open.load(ordering: .sequentiallyConsistent) >= maxConnections else { return nil }
+            acceptPaused.store(true, ordering: .sequentiallyConsistent)
+            _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
+            if outOfDescriptors { state.outOfDescriptorsSince = .now }
+            guard state.lastLimitWarning.map({ .now - $0 >= .seconds(60) }) ?? true else { return nil }
+            state.lastLimitWarning = .now
+            return outOfDescriptors
+                ? "out of file descriptors; accepting pauses for \(Self.tickMilliseconds) ms"
+                : "\(maxConnections) connections open (--max-connections); new ones wait in the listen backlog"
+        }
+        if let warning { logger.warning("\(warning)") }
+    }
+
+    private func resumeAccepting() {
+        acceptState.withLock { state in
+            guard acceptPaused.load(ordering: .sequentiallyConsistent), !stopped.load(ordering: .acquiring) else { return }
+            if let since = state.outOfDescriptorsSince {
+                guard .now - since >= .milliseconds(Int(Self.tickMilliseconds)) else { return }
+            } else {
+                guard open.load(ordering: .sequentiallyConsistent) < maxConnections else { return }
+            }
+            state.outOfDescriptorsSince = nil
+            acceptPaused.store(false, ordering: .sequentiallyConsistent)
             arm(listenFD, identifier: Self.listenIdentifier, operation: EPOLL_CTL_ADD, oneShot: false)
         }
     }
@@ -156,17 +194,10 @@ final class ConnectionPool: @unchecked Sendable {
     private func acceptAll() -> PooledConnection? {
         var first: PooledConnection?
         while true {
-            if open.load(ordering: .relaxed) >= maxConnections {
-                if !acceptPaused.exchange(true, ordering: .relaxed) {
-                    _ = epoll_ctl(epoll, EPOLL_CTL_DEL, listenFD, nil)
-                    let warn = lastLimitWarning.withLock { last -> Bool in
-                        guard last.map({ .now - $0 >= .seconds(60) }) ?? true else { return false }
-                        last = .now
-                        return true
-                    }
-                    if warn { logger.warning("\(maxConnections) connections open (--max-connections); new ones wait in the listen backlog") }
-                }
-                return first
+            if open.load(ordering: .sequentiallyConsistent) >= maxConnections {
+                pauseAccepting(outOfDescriptors: false)
+                if acceptPaused.load(ordering: .sequentiallyConsistent) { return first }
+                continue
             }
             // The connection does not inherit the listening socket's O_NONBLOCK: writes block (a
             // response goes out whole), reads never wait (MSG_DONTWAIT).
@@ -176,12 +207,14 @@ final class ConnectionPool: @unchecked Sendable {
                 let code = errno
                 if code == EINTR || code == ECONNABORTED { continue }
                 if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
+                    // The backlog stays readable: without a pause every thread would spin here.
                     logger.error("accept failed", metadata: ["error": "\(errnoText(code))"])
+                    pauseAccepting(outOfDescriptors: true)
                 }
                 return first
             }
             let connection = PooledConnection(fd: fd, identifier: nextIdentifier.wrappingAdd(1, ordering: .relaxed).oldValue, reader: makeReader())
-            open.wrappingAdd(1, ordering: .relaxed)
+            open.wrappingAdd(1, ordering: .sequentiallyConsistent)
             if first == nil {
                 first = connection
             } else {
@@ -192,10 +225,12 @@ final class ConnectionPool: @unchecked Sendable {
 
     /// One thread at a time, every tick, closes the parked connections past their deadline.
     private func checkDeadlinesIfDue() {
-        let now = Int64((ContinuousClock.now - origin).components.seconds * 1_000_000_000 + (ContinuousClock.now - origin).components.attoseconds / 1_000_000_000)
+        let elapsed = (ContinuousClock.now - origin).components
+        let now = elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000
         let due = nextCheck.load(ordering: .relaxed)
         guard now >= due, nextCheck.compareExchange(expected: due, desired: now + Int64(Self.tickMilliseconds) * 1_000_000, ordering: .relaxed).exchanged else { return }
         closeExpired()
+        if acceptPaused.load(ordering: .sequentiallyConsistent) { resumeAccepting() }
     }
 
     private func closeExpired() {

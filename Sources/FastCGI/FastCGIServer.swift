@@ -265,6 +265,9 @@ private final class Worker {
                         logger.notice("closing FastCGI connection: it closed in the middle of a request")
                     }
                     pool.close(connection)
+                case .full:
+                    logger.error("closing FastCGI connection: its read buffer is full without a complete record")
+                    pool.close(connection)
                 }
                 return
             case .reply(let bytes):

@@ -44,6 +44,7 @@ struct RecordScanner {
         var paramsLength = 0
 
         while true {
+            guard offset + headerLength <= windowLimit else { return .reject("request head exceeds \(windowLimit) bytes") }
             guard bytes.count - offset >= headerLength else { return .needBytes(offset + headerLength) }
             let version = bytes[offset]
             guard version == 1 else { return .reject("unsupported FastCGI protocol version \(version)") }

@@ -188,7 +188,9 @@ struct RequestReader {
             let declared = head.params["CONTENT_LENGTH"].flatMap { Int($0) } ?? 0
             var body: [UInt8] = []
             let tooLarge = declared > limit
-            if !tooLarge, declared > 0 { body.reserveCapacity(declared) }
+            // Reserved up to 64 KiB only: a parked connection's body grows as it arrives, so a
+            // declared length alone takes no memory.
+            if !tooLarge, declared > 0 { body.reserveCapacity(min(declared, 65_536)) }
             state = .body(head, body, tooLarge: tooLarge, progress: now)
             return step(timeouts: timeouts, now: now)
         case .unsupportedRole(let role, let reply):
@@ -204,7 +206,9 @@ struct RequestReader {
         var total = 0
         while true {
             let space = buffer.spaceForReading()
-            guard space.count > 0 else { return .data }
+            // Full: the scanner never asks for more than fits, so this is a defect, not input to
+            // wait for; reading on would spin.
+            guard space.count > 0 else { return total > 0 ? .data : .full }
             let received = recv(fd, space.baseAddress, space.count, Int32(MSG_DONTWAIT))
             if received > 0 {
                 buffer.didRead(received)
@@ -213,14 +217,16 @@ struct RequestReader {
                 if received < space.count { return .data }
                 continue
             }
-            if received == 0 { return .closed }
+            // End of stream after bytes were read: those are parsed first; the next read
+            // reports the end.
+            if received == 0 { return total > 0 ? .data : .closed }
             if errno == EINTR { continue }
             if errno == EAGAIN || errno == EWOULDBLOCK { return total > 0 ? .data : .wouldBlock }
             return .closed
         }
     }
 
-    enum ReadResult { case data, wouldBlock, closed }
+    enum ReadResult { case data, wouldBlock, closed, full }
 
     /// What is logged when a connection parked in the middle of a request reaches its deadline.
     func stallDescription(_ timeouts: ConnectionTimeouts) -> String {

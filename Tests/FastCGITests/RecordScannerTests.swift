@@ -86,6 +86,22 @@ struct RecordScannerTests {
         #expect(params["A"] == "1" && params["LONG"]?.count == 120)
     }
 
+    /// PARAMS records of one content byte and up to 255 padding bytes reach the window with
+    /// little content. A header that would end past the window is rejected, not waited for: the
+    /// read buffer is exactly the window, so the wait would never end.
+    @Test func aHeaderThatCannotFitTheWindowIsRejected() {
+        func padded(_ padding: Int) -> [UInt8] {
+            [1, 4, 0, 1, 0, 1, UInt8(padding), 0, 0x41] + [UInt8](repeating: 0, count: padding)
+        }
+        let target = scanner.windowLimit - 7
+        var bytes = begin
+        while target - bytes.count >= 264 + 9 { bytes += padded(255) }
+        bytes += padded(target - bytes.count - 9)
+        #expect(bytes.count == target)
+        bytes += [1, 4, 0, 1, 0, 0, 0]
+        #expect(bytes.withUnsafeBytes { scanner.scan($0) } == .reject("request head exceeds \(scanner.windowLimit) bytes"))
+    }
+
     @Test func paramsOverTheLimitAreRejected() {
         var small = scanner
         small.maxParamsLength = 100
