@@ -254,21 +254,26 @@ public final class HostServer: Service, Sendable {
 
     /// Writes the CGI response head and body; returns the status sent.
     private func write(_ response: Response, to writer: inout FastCGIResponseWriter, request id: UInt64, uri: String) -> HTTPResponse.Status {
-        var head = "Status: \(response.status.code) \(response.status.reasonPhrase)\r\n"
-        for field in response.headers {
-            head += "\(field.name.canonicalName): \(field.value)\r\n"
+        // The CGI head, built as bytes: one buffer, no intermediate strings.
+        var head: [UInt8] = []
+        head.reserveCapacity(256)
+        func line(_ name: String, _ value: String) {
+            head += name.utf8
+            head += [UInt8(ascii: ":"), UInt8(ascii: " ")]
+            head += value.utf8
+            head += [13, 10]
         }
-        for cookie in response.cookies {
-            head += "Set-Cookie: \(cookie.headerValue)\r\n"
-        }
+        line("Status", "\(response.status.code) \(response.status.reasonPhrase)")
+        for field in response.headers { line(field.name.canonicalName, field.value) }
+        for cookie in response.cookies { line("Set-Cookie", cookie.headerValue) }
         switch response.body.storage {
         case .bytes(let bytes):
-            if response.headers[.contentLength] == nil { head += "Content-Length: \(bytes.count)\r\n" }
-            head += "\r\n"
+            if response.headers[.contentLength] == nil { line("Content-Length", String(bytes.count)) }
+            head += [13, 10]
             guard writer.write(head), !bytes.isEmpty else { break }
             writer.write(bytes)
         case .stream(let produce):
-            head += "\r\n"
+            head += [13, 10]
             guard writer.write(head) else { break }
             var stream: any ResponseBodyWriter = StreamWriter(fastCGI: writer)
             do {

@@ -8,6 +8,10 @@ enum URLPath {
         guard rawPath.first == "/", let decoded = percentDecode(rawPath, plusIsSpace: false),
               !decoded.utf8.contains(0)
         else { return nil }
+        // Most paths have no empty, `.` or `..` segment: a `/` never followed by `/` or `.`.
+        if !zip(decoded.utf8, decoded.utf8.dropFirst()).contains(where: { $0 == UInt8(ascii: "/") && ($1 == UInt8(ascii: "/") || $1 == UInt8(ascii: ".")) }) {
+            return decoded
+        }
         var segments: [Substring] = []
         for segment in decoded.split(separator: "/", omittingEmptySubsequences: true) {
             switch segment {
