@@ -1,4 +1,4 @@
-/// The cookieless-data segment of a URL (`/app/(S(id)X(1))/rest`, spec §3.1): one path segment
+/// The cookieless-data segment of a URL (`/app/(S(id)X(1))/rest`, as ASP.NET's `SessionIDManager` and `HttpCookieMode.UseUri` write it): one path segment
 /// right after the application path holding `<letter>(value)` groups. ASP.NET's tokens: `S` the
 /// session ID, `X` the AutoDetect marker, `A` and `F` other features (kept as they are).
 struct CookielessData: Hashable, Sendable {

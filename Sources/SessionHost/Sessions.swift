@@ -7,7 +7,7 @@ import WebConfiguration
 /// The app's session hooks and the knobs of the session pipeline.
 public struct SessionOptions: Sendable {
     /// Session_Start of the ASP.NET domain: runs when a session starts, before the handler, and
-    /// may store values. Its presence makes every new session be kept (spec §2.4).
+    /// may store values. Its presence makes every new session be kept, as in ASP.NET, where a `Session_Start` handler keeps a session that stores nothing (README, Sessions).
     public var onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)?
     /// Session_End of the ASP.NET domain (InProc): on expiry and on Abandon, with no request.
     public var onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)?
@@ -156,7 +156,7 @@ final class SessionManager: Sendable {
 
         let domain = aspNet
         guard access != .none else {
-            // No session needed: only keep the one the request carries alive (spec §4.2 step 3).
+            // No session needed: only keep the one the request carries alive, as `SessionStateModule` does with `ResetItemTimeout` (README, Sessions).
             // The ID is read from wherever it may be, without deciding the cookie mode.
             let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
                 : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
@@ -166,7 +166,7 @@ final class SessionManager: Sendable {
             return .nothing
         }
 
-        // Where the ID travels in this request (spec §3.3).
+        // Where the ID travels in this request (`HttpCookieMode`: UseCookies, UseUri, AutoDetect, UseDeviceProfile).
         var usesURL: Bool
         var markDetected = false
         switch settings.cookieless {
@@ -217,7 +217,7 @@ final class SessionManager: Sendable {
             } else {
                 sessionID = ASPNETSessionID.generate()
                 if usesURL {
-                    // The ID goes into the URL: redirect there (spec §3.2). The follow-up must find
+                    // The ID goes into the URL: redirect there, as `SessionIDManager` does for cookieless sessions. The follow-up must find
                     // the ID known, so it is created (uninitialized) first.
                     let key = SessionKey(application: application, id: sessionID)
                     if settings.regenerateExpiredSessionId {
@@ -246,7 +246,7 @@ final class SessionManager: Sendable {
         return .hold(held)
     }
 
-    /// `ASP.NET_SessionId=…; Path=/; HttpOnly; SameSite=Lax` (spec §2.1); `Secure` with
+    /// `ASP.NET_SessionId=…; Path=/; HttpOnly; SameSite=Lax` (`SessionIDManager`'s cookie, README Sessions); `Secure` with
     /// `<httpCookies requireSSL="true">` or SameSite=None.
     static func aspNetCookie(settings: SessionStateSettings, httpCookies: HTTPCookiesSettings, id: String) -> Cookie? {
         let sameSite: Cookie.SameSite? = switch settings.cookieSameSite {
@@ -277,7 +277,7 @@ final class SessionManager: Sendable {
             held = Held(domain: asp, key: SessionKey(application: application, id: id), contents: asp.contents(of: acquired, readOnly: false, rule: rule),
                         lockID: acquired.lockID, storeHadItem: true, exclusive: true)
         } else {
-            // `max` counts kept, live sessions; a new one beyond it is refused (spec §10.3). At the
+            // `max` counts kept, live sessions; a new one beyond it is refused (IIS `system.webServer/asp/session/@max`). At the
             // limit, sessions that expired since the last sweep are ended first: they no longer count.
             if settings.max != UInt32.max, aspStore.count(application: application) >= Int(settings.max),
                aspStore.removeExpiredItems() == 0 || aspStore.count(application: application) >= Int(settings.max) {

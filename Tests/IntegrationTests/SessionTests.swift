@@ -50,7 +50,7 @@ struct SessionTests {
     }
 
     @Test func cookieSameSiteUnspecifiedIsAConfigurationError() throws {
-        // sessionState/@cookieSameSite takes None, Lax or Strict only (spec §2.2, README);
+        // sessionState/@cookieSameSite takes None, Lax or Strict only (`SameSiteMode` of `SessionStateSection`, README);
         // "Unspecified" belongs to httpCookies/@sameSite.
         let tree = try SessionTree(applications: ["/unspecified": SessionTree.webConfig(systemWeb: #"<sessionState cookieSameSite="Unspecified" />"#)], folders: [:])
         let fixture = try Fixture.sessions(tree)
@@ -682,7 +682,7 @@ struct SessionTests {
         let start = try Self.both(browser, "?set=k&v=1")
         for _ in 0..<2 {
             try Self.advance(fixture, minutes: 15)
-            // A handler that needs no session resets the ASP.NET timeout (spec §4.2 step 3).
+            // A handler that needs no session resets the ASP.NET timeout (`ResetItemTimeout`, README).
             #expect(try browser.get("/echo").status == 200)
         }
         try Self.advance(fixture, minutes: 1)

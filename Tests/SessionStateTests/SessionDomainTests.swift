@@ -207,7 +207,7 @@ struct SessionDomainAcquireTests {
     }
 }
 
-/// ASP.NET's ReleaseRequestState table (spec §4.5).
+/// ASP.NET's `SessionStateModule.OnReleaseState` decisions (README, Sessions).
 struct SessionDomainReleaseTests {
     enum Start: Sendable { case new, existing, uninitialized }
 

@@ -1,7 +1,7 @@
 import Testing
 @testable import SessionState
 
-/// An independent rendering of spec §1's packing: each 5-byte group is a 40-bit little-endian
+/// An independent rendering of ASP.NET's `SessionIDManager` ID packing (README, Sessions): each 5-byte group is a 40-bit little-endian
 /// number (the first four bytes as a little-endian Int32, the fifth above them), written out as
 /// a bit string from its lowest bit, cut into eight 5-bit groups, each read lowest bit first.
 func referenceEncode(_ bytes: [UInt8]) -> String {
