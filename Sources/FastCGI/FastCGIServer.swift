@@ -21,12 +21,16 @@ public struct FastCGIServerConfiguration: Sendable {
     public var socketOwnership: SocketOwnership
     /// Connections open at once; past it new connections wait in the listen backlog.
     public var maxConnections: Int
+    /// Threads that wait for connections at once (nil: one per core, at least two); more of the
+    /// `threadCount` threads join only while requests block.
+    public var activeThreads: Int?
 
     public init(
         listen: ListenAddress, threadCount: Int = 64, maxRequestBodySize: Int = 10 << 20, backlog: Int32 = 1024,
         requestHeadTimeout: Duration = .seconds(30), requestBodyTimeout: Duration = .seconds(60),
-        socketOwnership: SocketOwnership = SocketOwnership(), maxConnections: Int = 4096
+        socketOwnership: SocketOwnership = SocketOwnership(), maxConnections: Int = 4096, activeThreads: Int? = nil
     ) {
+        self.activeThreads = activeThreads
         self.socketOwnership = socketOwnership
         self.maxConnections = maxConnections
         self.listen = listen
@@ -80,6 +84,7 @@ public final class FastCGIServer: Sendable {
     private struct State {
         var socket: ListeningSocket?
         var pool: ConnectionPool?
+        var scheduler: WorkerScheduler?
         var running = 0
         var outcome: StopOutcome?
         var waiters: [CheckedContinuation<StopOutcome, Never>] = []
@@ -119,9 +124,13 @@ public final class FastCGIServer: Sendable {
             socket.close()
             throw .alreadyStarted
         }
+        let scheduler = WorkerScheduler(threadCount: threadCount, activeLimit: configuration.activeThreads ?? WorkerScheduler.defaultActiveLimit)
+        state.withLock { $0.scheduler = scheduler }
+        scheduler.startWatchdog()
         for index in 0..<threadCount {
+            let slot = scheduler.slot(index)
             let thread = Thread { [self] in
-                Worker(server: self, pool: pool).run()
+                Worker(server: self, pool: pool, scheduler: scheduler, slot: slot).run()
             }
             thread.name = "fcgi-worker-\(index)"
             thread.start()
@@ -149,10 +158,12 @@ public final class FastCGIServer: Sendable {
     /// kept-alive connections. Returns at once; `waitUntilStopped()` reports the outcome.
     public func stop(gracePeriod: Duration) {
         guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        let (socket, pool) = state.withLock { ($0.socket, $0.pool) }
+        let (socket, pool, scheduler) = state.withLock { ($0.socket, $0.pool, $0.scheduler) }
         // Closes the parked connections (idle ones included) at once and wakes the threads
-        // waiting for work; a request being served finishes, then its connection is closed.
+        // waiting for work (in epoll or benched); a request being served finishes, then its
+        // connection is closed.
         pool?.stop()
+        scheduler?.stop()
         guard let socket else { return }
         socket.stopAccepting()
         logger.info("FastCGI server stopping", metadata: ["grace-period": "\(gracePeriod)"])
@@ -228,10 +239,16 @@ private final class Worker {
     let timeouts: ConnectionTimeouts
     let logger: Logger
     let maxBody: Int
+    let scheduler: WorkerScheduler
+    let slot: WorkerSlot
+    /// Set when the watchdog gave this thread's turn to another while it served a long request.
+    var lostTurn = false
 
-    init(server: FastCGIServer, pool: ConnectionPool) {
+    init(server: FastCGIServer, pool: ConnectionPool, scheduler: WorkerScheduler, slot: WorkerSlot) {
         self.server = server
         self.pool = pool
+        self.scheduler = scheduler
+        self.slot = slot
         self.logger = server.workerLogger
         self.maxBody = server.configuration.maxRequestBodySize
         timeouts = ConnectionTimeouts(head: server.configuration.requestHeadTimeout, body: server.configuration.requestBodyTimeout)
@@ -239,12 +256,17 @@ private final class Worker {
 
     func run() {
         defer { server.workerExited() }
+        guard scheduler.takeTurn(slot) else { return }
         while let connection = pool.next() {
             if server.isStopping {
                 pool.close(connection)
                 continue
             }
             serve(connection)
+            if lostTurn {
+                lostTurn = false
+                guard scheduler.takeTurn(slot) else { return }
+            }
         }
     }
 
@@ -283,7 +305,9 @@ private final class Worker {
                 return pool.close(connection)
             case .request(let head, let body):
                 server.requestStarted()
+                scheduler.requestStarted(slot)
                 let usable = handle(head, body: body, fd: connection.fd)
+                if !scheduler.requestEnded(slot) { lostTurn = true }
                 server.requestEnded()
                 guard usable, head.keepConnection, !server.isStopping else { return pool.close(connection) }
                 // Web servers send the next request only after this response: with nothing

@@ -80,6 +80,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: ArgumentHelp("Connections open at once; past it new ones wait in the listen backlog (a warning is logged once a minute).", valueName: "count"))
     var maxConnections: Int = 4096
 
+    @Option(name: .customLong("active-threads"), help: ArgumentHelp("Threads that take connections at once while no request blocks (default: one per core, at least 2); others of --threads join while requests block (run longer than 2 ms).", valueName: "count"))
+    var activeThreads: Int?
+
     @Option(name: .customLong("config-dir"), help: ArgumentHelp("Folder of machine.config, web.config and applicationHost.config.", valueName: "dir"))
     var configDir: String = "conf.d"
 
@@ -121,6 +124,9 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be between 1 and 4096") }
+        if let activeThreads, activeThreads < 1 || activeThreads > threads {
+            throw ValidationError("--active-threads must be between 1 and --threads (\(threads))")
+        }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be between 1 and 1000000") }
         guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
         guard parsedBodySize != nil else { throw ValidationError("--max-body-size must be a number of bytes, optionally with K, M or G") }
@@ -185,7 +191,7 @@ struct ServeCommand: ParsableCommand {
                 requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
                 requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000)),
                 socketOwnership: SocketOwnership(mode: parsedSocketMode ?? 0o660, group: socketGroup.flatMap(Self.groupID)),
-                maxConnections: maxConnections),
+                maxConnections: maxConnections, activeThreads: activeThreads),
             shutdownGracePeriod: .milliseconds(Int(gracePeriod * 1000)),
             configDirectory: configDir,
             site: Int(site).map(SiteSelector.id) ?? .name(site),

@@ -25,6 +25,35 @@ struct IdleConnectionTests {
         }
     }
 
+    /// Only `--active-threads` threads take connections while requests are quick; requests that
+    /// block bring in more threads, up to `--threads`. Six requests blocked at once (each waits
+    /// for a marker file) with one active thread: all six run, and a new request is answered
+    /// meanwhile.
+    @Test func blockedRequestsBringInMoreThreads() throws {
+        let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "8", "--active-threads", "1"])
+        defer { fixture.stop() }
+        let marker = fixture.directory.appending(path: "release").path
+        var blocked: [(connection: FastCGIConnection, stdout: [UInt8])] = []
+        for _ in 0..<6 {
+            let connection = try FastCGIConnection(path: fixture.socketPath)
+            try connection.send(FastCGIConnection.requestBytes(uri: "/slow?marker=\(marker)", keepConnection: true))
+            var stdout: [UInt8] = []
+            while !String(decoding: stdout, as: UTF8.self).contains("started") {
+                let record = try #require(try connection.readRecord())
+                if record.type == FastCGIConnection.stdout { stdout += record.content }
+            }
+            blocked.append((connection, stdout))
+        }
+        #expect(try FastCGIConnection(path: fixture.socketPath).request("/echo?while-blocked=1").status == 200)
+        _ = FileManager.default.createFile(atPath: marker, contents: nil)
+        for (connection, stdout) in blocked {
+            let rest = try connection.readReply()
+            #expect(String(decoding: stdout + rest.stdout, as: UTF8.self).hasSuffix("started\nfinished\n"))
+            // Each thread gives its extra turn back and the connection is served again.
+            #expect(try connection.request("/echo?after=1", keepConnection: true).status == 200)
+        }
+    }
+
     @Test func pastMaxConnectionsNewConnectionsWaitInTheBacklog() throws {
         let fixture = try Fixture(nginx: false, workerArguments: ["--threads", "2", "--max-connections", "4"])
         defer { fixture.stop() }

@@ -1,0 +1,169 @@
+import Dispatch
+import Foundation
+import Locking
+import Synchronization
+
+/// One worker thread as the scheduler sees it.
+final class WorkerSlot: Sendable {
+    /// When the request being served started, in `WorkerScheduler.now()` nanoseconds; 0 while
+    /// the thread waits for a connection.
+    let servingSince = Atomic<Int64>(0)
+    /// Whether the watchdog took the thread's turn away because its request ran long; set and
+    /// cleared only under the scheduler's lock.
+    let excused = Atomic<Bool>(false)
+    /// Signalled when a benched thread gets a turn (or the server stops).
+    let turn = DispatchSemaphore(value: 0)
+}
+
+/// Lets only a few worker threads take connections at a time, and adds threads from the rest of
+/// the pool only when those block.
+///
+/// With every thread waiting in `epoll_wait`, each connection that becomes readable wakes a
+/// sleeping thread, even when the threads already running would take it a moment later: on a
+/// small machine most of the time then goes to switching between threads. So only `activeLimit`
+/// threads (about one per core) wait for connections; the others sleep on a bench, most recently
+/// benched first (their stacks are still warm). A handler may block, though (a session lock, a
+/// store, an async handler): a watchdog checks every millisecond while requests run, and a
+/// thread whose request has run for longer than `blockedAfter` stops counting, and a benched
+/// thread takes its turn. When the long request ends, its thread goes back to the bench if the
+/// turns are taken. `--threads` is still the number of requests that can be served at once.
+/// This is the scheme Go's runtime uses for goroutines blocked in system calls.
+final class WorkerScheduler: @unchecked Sendable {
+    let activeLimit: Int
+    private let slots: [WorkerSlot]
+    private let state = Locked(State())
+    private let blockedAfter: Int64
+    private let watchdogStopped = Atomic<Bool>(false)
+
+    private struct State {
+        /// Threads whose turn counts against `activeLimit`.
+        var active = 0
+        /// Sleeping threads, the most recently benched last.
+        var bench: [WorkerSlot] = []
+        var stopped = false
+    }
+
+    /// How long a request may run before its thread is presumed blocked.
+    static let defaultBlockedAfter = Duration.milliseconds(2)
+
+    init(threadCount: Int, activeLimit: Int, blockedAfter: Duration = defaultBlockedAfter) {
+        slots = (0..<threadCount).map { _ in WorkerSlot() }
+        self.activeLimit = max(1, min(activeLimit, threadCount))
+        let parts = blockedAfter.components
+        self.blockedAfter = parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
+    }
+
+    /// One core's worth of threads per core, at least two (so one long request never leaves the
+    /// connections unwatched for a whole watchdog period).
+    static var defaultActiveLimit: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
+
+    func slot(_ index: Int) -> WorkerSlot { slots[index] }
+
+    /// Waits until `slot` may take connections; false once the server stops.
+    func takeTurn(_ slot: WorkerSlot) -> Bool {
+        let granted = state.withLock { state -> Bool? in
+            if state.stopped { return false }
+            if state.active < activeLimit {
+                state.active += 1
+                return true
+            }
+            state.bench.append(slot)
+            return nil
+        }
+        if let granted { return granted }
+        slot.turn.wait()
+        return state.withLock { !$0.stopped }
+    }
+
+    /// Marks the start of a request on `slot`'s thread.
+    func requestStarted(_ slot: WorkerSlot) {
+        slot.servingSince.store(Self.now(), ordering: .relaxed)
+    }
+
+    /// Marks the end of a request; false when the thread's turn was taken meanwhile (it must
+    /// `takeTurn` again before taking connections).
+    func requestEnded(_ slot: WorkerSlot) -> Bool {
+        // Sequentially consistent with the watchdog's store-then-load: either this load sees the
+        // thread excused, or the watchdog sees the request over and leaves the thread alone.
+        slot.servingSince.store(0, ordering: .sequentiallyConsistent)
+        guard slot.excused.load(ordering: .sequentiallyConsistent) else { return true }
+        return state.withLock { state in
+            // The watchdog may have changed its mind (it saw the request end).
+            guard slot.excused.load(ordering: .sequentiallyConsistent) else { return true }
+            slot.excused.store(false, ordering: .sequentiallyConsistent)
+            guard state.active < activeLimit, !state.stopped else { return false }
+            state.active += 1
+            return true
+        }
+    }
+
+    /// Wakes every benched thread so that it can exit.
+    func stop() {
+        watchdogStopped.store(true, ordering: .relaxed)
+        let benched = state.withLock { state -> [WorkerSlot] in
+            state.stopped = true
+            defer { state.bench = [] }
+            return state.bench
+        }
+        for slot in benched { slot.turn.signal() }
+    }
+
+    /// Runs the watchdog on its own thread until `stop()`.
+    func startWatchdog() {
+        let thread = Thread { [self] in
+            var busy = false
+            while !watchdogStopped.load(ordering: .relaxed) {
+                // Every millisecond while requests run; idle, rarely (the first request that
+                // blocks after a quiet spell waits up to this long for a replacement thread).
+                usleep(busy ? 1_000 : 20_000)
+                busy = checkForBlockedThreads()
+            }
+        }
+        thread.name = "fcgi-watchdog"
+        thread.start()
+    }
+
+    /// Takes the turn of every thread whose request has run longer than `blockedAfter` and
+    /// gives it to a benched thread. Returns whether any request is running.
+    private func checkForBlockedThreads() -> Bool {
+        let now = Self.now()
+        var running = false
+        var blocked: [WorkerSlot] = []
+        for slot in slots {
+            let since = slot.servingSince.load(ordering: .relaxed)
+            guard since != 0 else { continue }
+            running = true
+            if now - since > blockedAfter, !slot.excused.load(ordering: .relaxed) { blocked.append(slot) }
+        }
+        guard !blocked.isEmpty else { return running }
+        let woken = state.withLock { state -> [WorkerSlot] in
+            guard !state.stopped else { return [] }
+            for slot in blocked {
+                slot.excused.store(true, ordering: .sequentiallyConsistent)
+                // Checked again after the store: the request may have ended (or a new one begun)
+                // since the scan.
+                let since = slot.servingSince.load(ordering: .sequentiallyConsistent)
+                if since == 0 || now - since <= blockedAfter {
+                    slot.excused.store(false, ordering: .sequentiallyConsistent)
+                } else {
+                    state.active -= 1
+                }
+            }
+            var woken: [WorkerSlot] = []
+            while state.active < activeLimit, let next = state.bench.popLast() {
+                state.active += 1
+                woken.append(next)
+            }
+            return woken
+        }
+        for slot in woken { slot.turn.signal() }
+        return running
+    }
+
+    /// Monotonic nanoseconds (never 0 on a running system).
+    static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+}
