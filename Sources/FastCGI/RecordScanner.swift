@@ -106,32 +106,12 @@ struct RecordScanner {
         return forEachPair(content) { name, _ in names.append(String(decoding: content[name], as: UTF8.self)) }.map { names }
     }
 
-    /// The pairs of `content`, already checked with `pairsAreWellFormed`.
-    static func pairs<Bytes: Collection>(_ content: Bytes) -> FastCGIParams where Bytes.Element == UInt8, Bytes.Index == Int {
-        var params = FastCGIParams()
-        _ = forEachPair(content) { name, value in
-            params.append(name: String(decoding: content[name], as: UTF8.self), value: String(decoding: content[value], as: UTF8.self))
-        }
-        return params
-    }
-
     /// Calls `body` with the ranges of each pair's name and value; nil if a pair's lengths run
     /// past the end.
     private static func forEachPair<Bytes: Collection>(_ content: Bytes, _ body: (Range<Int>, Range<Int>) -> Void) -> Void? where Bytes.Element == UInt8, Bytes.Index == Int {
         var index = content.startIndex
-        func length() -> Int? {
-            guard index < content.endIndex else { return nil }
-            if content[index] & 0x80 == 0 {
-                defer { index += 1 }
-                return Int(content[index])
-            }
-            guard content.endIndex - index >= 4 else { return nil }
-            defer { index += 4 }
-            return Int(content[index] & 0x7F) << 24 | Int(content[index + 1]) << 16
-                | Int(content[index + 2]) << 8 | Int(content[index + 3])
-        }
         while index < content.endIndex {
-            guard let nameLength = length(), let valueLength = length(),
+            guard let nameLength = FastCGIParams.length(content, at: &index), let valueLength = FastCGIParams.length(content, at: &index),
                   nameLength <= content.endIndex - index,
                   valueLength <= content.endIndex - index - nameLength
             else { return nil }

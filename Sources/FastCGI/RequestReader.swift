@@ -183,7 +183,9 @@ struct RequestReader {
             state = .betweenRequests
             return .reply(reply)
         case .request(let length):
-            let head = Self.decodeHead(UnsafeRawBufferPointer(rebasing: buffer.bytes[..<length]))
+            guard let head = Self.decodeHead(UnsafeRawBufferPointer(rebasing: buffer.bytes[..<length])) else {
+                return .close(reason: "PARAMS with a malformed name-value pair", reply: nil)
+            }
             buffer.consume(length)
             let declared = head.params["CONTENT_LENGTH"].flatMap { Int($0) } ?? 0
             var body: [UInt8] = []
@@ -243,12 +245,13 @@ struct RequestReader {
     mutating func releaseBufferIfEmpty() { buffer.releaseIfEmpty() }
     mutating func deallocate() { buffer.deallocate() }
 
-    /// BEGIN_REQUEST and PARAMS records as checked by the scanner.
-    private static func decodeHead(_ bytes: UnsafeRawBufferPointer) -> RequestHead {
+    /// BEGIN_REQUEST and PARAMS records as checked by the scanner (nil only if the scanner let
+    /// a malformed pair through).
+    private static func decodeHead(_ bytes: UnsafeRawBufferPointer) -> RequestHead? {
         var offset = 0
         var id = 0
         var keep = false
-        var content: [UInt8] = []
+        var ranges: [Range<Int>] = []
         while offset < bytes.count {
             let type = bytes[offset + 1]
             let length = Int(bytes[offset + 4]) << 8 | Int(bytes[offset + 5])
@@ -256,11 +259,16 @@ struct RequestReader {
             if type == RecordType.beginRequest {
                 id = Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
                 keep = bytes[body + 2] & keepConnectionFlag != 0
-            } else if type == RecordType.params {
-                content.append(contentsOf: bytes[body..<(body + length)])
+            } else if type == RecordType.params, length > 0 {
+                ranges.append(body..<(body + length))
             }
             offset = body + length + Int(bytes[offset + 6])
         }
-        return RequestHead(id: id, keepConnection: keep, params: RecordScanner.pairs(content))
+        // nginx sends the PARAMS in one record: decoded in place. Pairs may straddle records,
+        // so several are joined first.
+        let params = ranges.count <= 1
+            ? FastCGIParams(encoded: UnsafeRawBufferPointer(rebasing: bytes[ranges.first ?? 0..<0]))
+            : ranges.flatMap { bytes[$0] }.withUnsafeBytes { FastCGIParams(encoded: $0) }
+        return params.map { RequestHead(id: id, keepConnection: keep, params: $0) }
     }
 }

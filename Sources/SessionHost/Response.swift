@@ -16,13 +16,18 @@ public struct Response: Sendable {
 
     /// An HTML page (`text/html; charset=utf-8`).
     public static func html(_ html: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .string(html))
+        Response(status: status, headers: htmlHeaders, body: .string(html))
     }
 
     /// Plain text (`text/plain; charset=utf-8`).
     public static func text(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .string(text))
+        Response(status: status, headers: textHeaders, body: .string(text))
     }
+
+    // Built once and shared (copy on write): a literal would build the fields' storage anew for
+    // every response.
+    private static let htmlHeaders: HTTPFields = [.contentType: "text/html; charset=utf-8"]
+    private static let textHeaders: HTTPFields = [.contentType: "text/plain; charset=utf-8"]
 
     /// A redirect to `location` (path-absolute or absolute URL).
     public static func redirect(to location: String, status: HTTPResponse.Status = .found) -> Response {

@@ -152,8 +152,6 @@ final class SessionManager: Sendable {
         case .readOnly: access = min(access, .readOnly)
         case .true: break
         }
-        let application = Self.applicationKey(configuration)
-
         let domain = aspNet
         guard access != .none else {
             // No session needed: only keep the one the request carries alive, as `SessionStateModule` does with `ResetItemTimeout` (README, Sessions).
@@ -161,10 +159,11 @@ final class SessionManager: Sendable {
             let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
                 : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
             if let id = incoming.flatMap(ASPNETSessionID.normalize) {
-                try? domain.store.resetItemTimeout(SessionKey(application: application, id: id))
+                try? domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id))
             }
             return .nothing
         }
+        let application = Self.applicationKey(configuration)
 
         // Where the ID travels in this request (`HttpCookieMode`: UseCookies, UseUri, AutoDetect, UseDeviceProfile).
         var usesURL: Bool

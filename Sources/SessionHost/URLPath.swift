@@ -5,6 +5,17 @@ enum URLPath {
     /// starting with `/`) or whose `..` segments climb above the root.
     /// A trailing slash is kept: `/app/` names a directory, `/app` a resource.
     static func normalize(_ rawPath: Substring) -> String? {
+        // Most paths have no escape and no empty, `.` or `..` segment (a `/` never followed by
+        // `/` or `.`): one pass over the bytes and they are used as they are.
+        var previous: UInt8 = 0
+        var plain = rawPath.first == "/"
+        for byte in rawPath.utf8 where plain {
+            if byte == UInt8(ascii: "%") || byte == 0 || (previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: "."))) {
+                plain = false
+            }
+            previous = byte
+        }
+        if plain { return String(rawPath) }
         guard rawPath.first == "/", let decoded = percentDecode(rawPath, plusIsSpace: false),
               !decoded.utf8.contains(0)
         else { return nil }

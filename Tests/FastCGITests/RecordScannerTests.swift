@@ -81,9 +81,22 @@ struct RecordScannerTests {
 
     @Test func paramsDecodeIntoPairsInOrder() {
         let content = pair("A", "1") + pair("LONG", String(repeating: "v", count: 120)) + pair("A", "2")
-        let params = RecordScanner.pairs(content)
-        #expect(params.map(\.name) == ["A", "LONG", "A"])
-        #expect(params["A"] == "1" && params["LONG"]?.count == 120)
+        let params = content.withUnsafeBytes { FastCGIParams(encoded: $0) }
+        #expect(params?.map(\.name) == ["A", "LONG", "A"])
+        #expect(params?.map(\.value) == ["1", String(repeating: "v", count: 120), "2"])
+        #expect(params?["A"] == "1" && params?["LONG"]?.count == 120)
+        #expect(params?["B"] == nil && params?[""] == nil)
+        // A pair whose value runs past the end, a four-byte length cut short.
+        #expect((pair("A", "12").dropLast()).withUnsafeBytes { FastCGIParams(encoded: $0) } == nil)
+        #expect([UInt8]([0x80, 0, 0]).withUnsafeBytes { FastCGIParams(encoded: $0) } == nil)
+    }
+
+    @Test func paramsBuiltFromStringsMatchTheDecodedOnes() {
+        var params = FastCGIParams([(name: "REQUEST_METHOD", value: "GET"), (name: "", value: "empty name")])
+        params.append(name: "HTTP_X_UNICODE", value: "grüße")
+        #expect(params.count == 3)
+        #expect(params["REQUEST_METHOD"] == "GET" && params[""] == "empty name" && params["HTTP_X_UNICODE"] == "grüße")
+        #expect(params["REQUEST_METHO"] == nil && params["request_method"] == nil)
     }
 
     /// PARAMS records of one content byte and up to 255 padding bytes reach the window with
