@@ -33,7 +33,7 @@ PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,i
 SESSIONS = int(os.environ.get("SESSIONS", "10000"))  # rotated by the counter cells
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
-KEEPALIVE = 32  # nginx idle upstream connections; THREADS must stay above it
+KEEPALIVE = 32  # nginx idle upstream connections (they hold no worker thread)
 CONNECTIONS = 32  # the session cells
 APACHE_CONNECTIONS = 16
 IDLE_THREADS = 4
@@ -91,7 +91,7 @@ LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so
 {user}
 MaxKeepAliveRequests 0
 ProxyFCGIBackendType GENERIC
-ProxyPass "/c/" "unix:{dir}/c.sock|fcgi://c-hello/" enablereuse=on
+ProxyPass "/c/" "unix:{dir}/c-apache.sock|fcgi://c-hello/" enablereuse=on
 ProxyPass "/swift/" "unix:{dir}/swift.sock|fcgi://swift/" enablereuse=on
 """
 
@@ -402,7 +402,7 @@ def main():
             process.wait()
             return
         # The C worker keeps SIGTERM's default action (killed by it); the others exit 0.
-        if process.returncode != 0 and not (name == "c-hello" and process.returncode == -signal.SIGTERM):
+        if process.returncode != 0 and not (name.startswith("c-hello") and process.returncode == -signal.SIGTERM):
             fail(f"{name} exited with status {process.returncode} after SIGTERM")
 
     def up(pattern):
@@ -414,8 +414,12 @@ def main():
     hello_targets = [("nginx return 200", "/return"), ("C libfcgi", "/c-keep/"), ("Swift host", "/swift-keep/"),
                      ("C libfcgi", "/c-close/"), ("Swift host", "/swift-close/")]
     try:
-        if {"hello", "apache"} & set(PARTS):
+        if "hello" in PARTS:
             start("c-hello", [c_binary, f"{work}/c.sock", str(THREADS)])
+        if "apache" in PARTS:
+            # A C worker of its own: every connection in Apache's pools pins one of its threads,
+            # and sharing one with nginx's kept connections would starve nginx's close cells.
+            start("c-hello-apache", [c_binary, f"{work}/c-apache.sock", str(THREADS)])
         swift = swift_worker("swift", "swift.sock") if {"hello", "sessions", "apache", "idle"} & set(PARTS) else None
         few = swift_worker("swift-few", "swift-few.sock", IDLE_THREADS) if "idle" in PARTS else None
         if "sessions" in PARTS:
@@ -428,13 +432,13 @@ def main():
             php_fpm = find_php_fpm()
             start("php-fpm", [php_fpm, "-y", f"{work}/php-fpm.conf", "-F"] + (["-R"] if os.geteuid() == 0 else []))
         wait_for(lambda: all(os.path.exists(f"{work}/{sock}") for sock, part in
-                             (("c.sock", "hello"), ("c.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
+                             (("c.sock", "hello"), ("c-apache.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
                               ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"))
                              if part in PARTS), "the workers", processes)
         if "apache" in PARTS:
             if as_root:  # c-hello makes its socket 0660 root:root; Apache's children run as www-data
                 import grp
-                os.chown(f"{work}/c.sock", -1, grp.getgrnam("www-data").gr_gid)
+                os.chown(f"{work}/c-apache.sock", -1, grp.getgrnam("www-data").gr_gid)
             apache_port = free_port()
             with open(os.path.join(work, "httpd.conf"), "w") as conf:
                 conf.write(APACHE_CONF.format(dir=work, port=apache_port, user="User www-data\nGroup www-data" if as_root else ""))
