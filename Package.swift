@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FastCGI", targets: ["FastCGI"]),
         .library(name: "WebConfiguration", targets: ["WebConfiguration"]),
         .library(name: "SessionState", targets: ["SessionState"]),
+        .library(name: "SessionStateSerialization", targets: ["SessionStateSerialization"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
@@ -33,6 +34,7 @@ let package = Package(
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         // Linux's epoll and eventfd (glibc headers; nothing to link).
         .systemLibrary(name: "CEpoll"),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
         // nothing of anything else.
@@ -72,6 +74,14 @@ let package = Package(
                 "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        // ASP.NET's serialized form of a session (SessionStateUtility, SessionStateItemCollection,
+        // AltSerialization, optional raw Deflate), shared by the out-of-process stores. Knows
+        // nothing of stores, configuration, HTTP or XML.
+        .target(
+            name: "SessionStateSerialization",
+            dependencies: ["SessionState", "CZlib"],
             swiftSettings: strict
         ),
         // The host: request/response API, routing, error pages, lifecycle.
@@ -145,6 +155,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
+        .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "WebConfigurationTests",

@@ -19,6 +19,9 @@ public struct SessionStateStoreData: Sendable {
     public var items: SessionItems
     /// Minutes.
     public var timeout: Int
+    /// The static objects of an ASP.NET session (global.asax `<object scope="session">`) as
+    /// ASP.NET serialized them; kept and written back unchanged.
+    package var dotNetStaticObjects: [UInt8]?
 
     public init(items: SessionItems = SessionItems(), timeout: Int) {
         self.items = items

@@ -151,3 +151,9 @@ final class ObservedStore: SessionStateStore {
 extension Duration {
     static func minutes(_ minutes: Int) -> Duration { .seconds(minutes * 60) }
 }
+
+struct Cart: Codable, Sendable, Equatable {
+    var lines: [String]
+    var total: Double
+    var note: String?
+}
