@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
+        .executable(name: "session-state-server", targets: ["SessionStateServerCommand"]),
         .executable(name: "demo", targets: ["Demo"]),
         .executable(name: "session-probe", targets: ["SessionProbe"]),
         .executable(name: "bench-hello", targets: ["BenchHello"]),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -82,6 +84,31 @@ let package = Package(
         .target(
             name: "SessionStateSerialization",
             dependencies: ["SessionState", "CZlib"],
+            swiftSettings: strict
+        ),
+        // ASP.NET's state server (aspnet_state's protocol) on SwiftNIO: the session table with
+        // locks and sliding expiry, the request framing, the connections. Items are opaque bytes:
+        // knows nothing of their format, of SessionHost's worker, configuration or FastCGI.
+        .target(
+            name: "SessionStateServer",
+            dependencies: [
+                "Locking",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "SessionStateServerCommand",
+            dependencies: [
+                "SessionStateServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         // The host: request/response API, routing, error pages, lifecycle.
@@ -155,6 +182,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
+        .testTarget(
+            name: "SessionStateServerTests",
+            dependencies: ["SessionStateServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
@@ -169,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["TestWorker", "SessionProbe", "FastCGI", "Locking"],
+            dependencies: ["TestWorker", "SessionProbe", "SessionStateServerCommand", "FastCGI", "Locking"],
             swiftSettings: strict
         ),
     ]

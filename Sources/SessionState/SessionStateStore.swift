@@ -60,11 +60,40 @@ public enum SessionEndReason: String, Sendable {
     case abandoned
 }
 
-/// A store that cannot answer (down, unreachable, corrupt data).
+/// A store that cannot do what was asked, and why: the host answers `unavailable` and
+/// `timeout` with 503 and `Retry-After` (the request may succeed later), the others with an
+/// error page.
 public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
-    public var message: String
+    public enum Kind: Sendable, Hashable {
+        /// The store cannot be reached (refused, reset, closed, name not found).
+        case unavailable
+        /// The store did not answer in time.
+        case timeout
+        /// The stored session cannot be read.
+        case corrupt
+        /// A write was refused because this request no longer holds the session's lock (it was
+        /// broken and taken by another request); nothing was saved.
+        case lockLost
+        /// The store refused the request (too large, full, a protocol error).
+        case refused
+        /// The store's settings are wrong.
+        case configuration
+    }
 
-    public init(_ message: String) { self.message = message }
+    public var kind: Kind
+    /// What happened, for logs (never a password or a raw session ID).
+    public var message: String
+    /// The error underneath, if any.
+    public var underlying: (any Error & Sendable)?
+
+    public init(_ kind: Kind, _ message: String, underlying: (any Error & Sendable)? = nil) {
+        self.kind = kind
+        self.message = message
+        self.underlying = underlying
+    }
+
+    /// Whether the request may succeed if tried again later (503 with `Retry-After`).
+    public var isTransient: Bool { kind == .unavailable || kind == .timeout }
 
     public var description: String { message }
 }
