@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "WebConfiguration", targets: ["WebConfiguration"]),
         .library(name: "SessionState", targets: ["SessionState"]),
         .library(name: "SessionStateSerialization", targets: ["SessionStateSerialization"]),
+        .library(name: "StateServerSessionStore", targets: ["StateServerSessionStore"]),
+        .library(name: "SessionStateTesting", targets: ["SessionStateTesting"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
         .executable(name: "session-host", targets: ["session-host"]),
@@ -29,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -78,6 +81,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The contract every session-state store keeps, as checks a store's tests run (the
+        // conformance suite). Depends on SessionState and swift-testing only.
+        .target(name: "SessionStateTesting", dependencies: ["SessionState"], swiftSettings: strict),
         // ASP.NET's serialized form of a session (SessionStateUtility, SessionStateItemCollection,
         // AltSerialization, optional raw Deflate), shared by the out-of-process stores. Knows
         // nothing of stores, configuration, HTTP or XML.
@@ -97,6 +103,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // mode="StateServer" in the worker: a client of session-state-server or aspnet_state with
+        // blocking calls and kept connections. Depends on the store seam and the serialized form
+        // only (and swift-crypto for the key's SHA-256); knows nothing of configuration or HTTP.
+        .target(
+            name: "StateServerSessionStore",
+            dependencies: [
+                "SessionState",
+                "SessionStateSerialization",
+                "Locking",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -188,7 +208,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
-        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "WebConfigurationTests",
             dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],
@@ -201,7 +221,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["TestWorker", "SessionProbe", "SessionStateServerCommand", "FastCGI", "Locking"],
+            dependencies: [
+                "TestWorker", "SessionProbe", "SessionStateServerCommand", "FastCGI", "Locking",
+                "StateServerSessionStore", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
     ]

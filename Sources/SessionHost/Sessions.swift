@@ -125,8 +125,13 @@ final class SessionManager: Sendable {
                 response.headers[.retryAfter] = "1"
                 return .respond(response)
             case .store(let failure):
-                logger.error("session-state store failed", metadata: ["request": "\(requestID)", "error": "\(failure)"])
-                return .respond(ErrorPage.response(.serviceUnavailable, detail: "Session state is unavailable right now.", reference: requestID))
+                logger.error("session-state store failed", metadata: ["request": "\(requestID)", "error": "\(failure)", "kind": "\(failure.kind)"])
+                guard failure.isTransient else {
+                    return .respond(ErrorPage.response(.internalServerError, detail: "Session state could not be read.", reference: requestID))
+                }
+                var page = ErrorPage.response(.serviceUnavailable, detail: "Session state is unavailable right now.", reference: requestID)
+                page.headers[.retryAfter] = "5"
+                return .respond(page)
             }
         }
         return .proceed(ticket)
@@ -305,7 +310,7 @@ final class SessionManager: Sendable {
     func end(_ ticket: Ticket, response: Response?, failed: Bool, requestID: UInt64) -> Response? {
         guard ticket.aspNet != nil || ticket.asp != nil else { return response }
         var response = response
-        var storeFailed = false
+        var failure: SessionStoreError?
         // Released in the reverse order of acquisition.
         for held in [ticket.asp, ticket.aspNet].compactMap({ $0 }) {
             do {
@@ -313,13 +318,33 @@ final class SessionManager: Sendable {
                     held.key, contents: held.contents, lockID: held.lockID, storeHadItem: held.storeHadItem, exclusive: held.exclusive, failed: failed)
                 if outcome == .saved, let cookie = held.cookie { response?.setCookie(cookie) }
             } catch {
-                storeFailed = true
-                logger.error("\(held.domain.name) session could not be saved", metadata: ["request": "\(requestID)", "session": "\(held.key)", "error": "\(error)"])
+                failure = error
+                let metadata: Logger.Metadata = ["request": "\(requestID)", "session": "\(held.key)", "error": "\(error)"]
+                if error.kind == .lockLost {
+                    logger.warning("\(held.domain.name) session changes were not saved: the lock was broken and taken by another request", metadata: metadata)
+                } else {
+                    logger.error("\(held.domain.name) session could not be saved", metadata: metadata)
+                }
             }
         }
-        if storeFailed, response != nil {
-            return ErrorPage.response(.serviceUnavailable, detail: "Session state could not be saved.", reference: requestID)
+        // The handler's answer must not claim success for changes that were not stored.
+        guard let failure, response != nil else { return response }
+        return Self.savingFailed(failure, reference: requestID)
+    }
+
+    /// The page for a session that could not be saved: 409 when the lock was lost (trying again
+    /// redoes the work against the current session), 503 with `Retry-After` when the store is
+    /// down or slow, 500 otherwise.
+    static func savingFailed(_ error: SessionStoreError, reference: UInt64) -> Response {
+        switch error.kind {
+        case .lockLost:
+            return ErrorPage.response(.conflict, detail: "Your session changes were not saved: this request held the session longer than the execution timeout, and another request took it over.", reference: reference)
+        case .unavailable, .timeout:
+            var page = ErrorPage.response(.serviceUnavailable, detail: "Session state could not be saved right now.", reference: reference)
+            page.headers[.retryAfter] = "5"
+            return page
+        default:
+            return ErrorPage.response(.internalServerError, detail: "Session state could not be saved.", reference: reference)
         }
-        return response
     }
 }

@@ -155,10 +155,14 @@ public final class InProcSessionStore: SessionStateStore {
         }
     }
 
-    public func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) {
+    /// Saves and unlocks. Throws `lockLost` (and saves nothing) when `lockID` no longer holds the
+    /// lock: it was broken and the session taken, or released, by another request. ASP.NET's
+    /// InProc store drops such a write silently.
+    public func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) throws(SessionStoreError) {
         let now = clock.now
         var stored = data
         stored.items.markClean()
+        var lost = false
         let replaced: (entry: Entry, reason: SessionEndReason)? = shard(key.id).state.withLock { shard in
             if newItem {
                 let old = shard.remove(key)
@@ -166,13 +170,19 @@ public final class InProcSessionStore: SessionStateStore {
                 // An expired entry the sweep had not reached yet ended by expiry, not by Abandon.
                 return old.map { ($0, $0.expiresAt > now || $0.lock != nil ? .abandoned : .expired) }
             }
-            guard var entry = shard.entries[key], entry.lock != nil, entry.lock == lockID else { return nil }
+            guard var entry = shard.entries[key], entry.lock != nil, entry.lock == lockID else {
+                lost = true
+                return nil
+            }
             entry.data = stored
             entry.lock = nil
             entry.wakeNext()
             Self.touch(&entry, key, now: now, shard: &shard, generation: generation)
             shard.entries[key] = entry
             return nil
+        }
+        if lost {
+            throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request (or the session ended): this request's changes were not saved")
         }
         // A session replaced by a new one under the same key ended (it cannot normally exist:
         // new items get new IDs).

@@ -33,8 +33,9 @@ public enum SessionValue: Sendable {
         }
     }
 
-    /// The `Codable` value of type `T`, decoding the serialized form if needed.
-    func decoded<T: Codable & Sendable>(as type: T.Type) -> T? {
+    /// The `Codable` value of type `T`, decoding the serialized form if needed; nil for other
+    /// kinds of value or JSON of another shape.
+    public func decoded<T: Codable & Sendable>(as type: T.Type) -> T? {
         switch self {
         case .codable(let value): value as? T
         case .encoded(let data): try? JSONDecoder().decode(T.self, from: data)

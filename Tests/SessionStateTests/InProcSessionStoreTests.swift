@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Testing
 @testable import SessionState
+import SessionStateTesting
 
 struct InProcSessionStoreTests {
     let clock = ManualSessionClock()
@@ -19,7 +20,7 @@ struct InProcSessionStoreTests {
 
     /// Inserts a new session holding `value` under "v".
     func insert(_ key: SessionKey, timeout: Int = 20, value: Int = 1) {
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(value)]), timeout: timeout), lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(value)]), timeout: timeout), lockID: nil, newItem: true)
     }
 
     func value(_ key: SessionKey) -> Int? {
@@ -36,7 +37,7 @@ struct InProcSessionStoreTests {
         var data = SessionStateStoreData(items: items(["Name": .string("alice"), "n": .int(3)]), timeout: 25)
         #expect(data.items.isDirty)
         data.items["n"] = .int(4)
-        store.setAndReleaseItemExclusive(key, data: data, lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: data, lockID: nil, newItem: true)
         let found = store.getItem(key)
         let stored = found.data
         #expect(stored?.timeout == 25)
@@ -132,7 +133,7 @@ struct InProcSessionStoreTests {
         case .resetItemTimeout: store.resetItemTimeout(key)
         case .setAndRelease:
             let lookup = store.getItemExclusive(key)
-            store.setAndReleaseItemExclusive(key, data: lookup.data!, lockID: lookup.lockID, newItem: false)
+            try? store.setAndReleaseItemExclusive(key, data: lookup.data!, lockID: lookup.lockID, newItem: false)
         }
         clock.advance(by: .minutes(15)) // 30 min: 15 after the touch
         #expect(store.removeExpiredItems() == 0)
@@ -164,7 +165,7 @@ struct InProcSessionStoreTests {
         let lookup = store.getItemExclusive(key)
         var data = lookup.data!
         data.timeout = 5
-        store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
+        try? store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
         #expect(store.getItem(key).data?.timeout == 5) // this read is at 1 min too
         clock.advance(by: .minutes(5) - .seconds(1)) // 5:59
         #expect(store.removeExpiredItems() == 0)
@@ -180,7 +181,7 @@ struct InProcSessionStoreTests {
         let lookup = store.getItemExclusive(key)
         var data = lookup.data!
         data.timeout = 60
-        store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
+        try? store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
         clock.advance(by: .minutes(20)) // 21: the old 20-minute schedule has passed
         #expect(store.removeExpiredItems() == 0)
         #expect(store.count == 1)
@@ -233,7 +234,7 @@ struct InProcSessionStoreTests {
                     guard var data = lookup.data else { Issue.record("\(key) missing"); continue }
                     data.timeout = Int.random(in: 1...60, using: &random)
                     timeouts[key] = data.timeout
-                    store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
+                    try? store.setAndReleaseItemExclusive(key, data: data, lockID: lookup.lockID, newItem: false)
                 }
                 expiresAt[key] = now + .minutes(timeouts[key]!)
             }
@@ -305,7 +306,7 @@ struct InProcSessionStoreTests {
         #expect(store.getItem(key).locked?.holder == lock)
         var data = SessionStateStoreData(items: items(["v": .int(6)]), timeout: 1)
         data.items["w"] = .int(7)
-        store.setAndReleaseItemExclusive(key, data: data, lockID: lock, newItem: false)
+        try? store.setAndReleaseItemExclusive(key, data: data, lockID: lock, newItem: false)
         #expect(value(key) == 6) // the holder's write was kept
         #expect(ends.count == 0)
     }
@@ -387,16 +388,16 @@ struct InProcSessionStoreTests {
         store.releaseItemExclusive(key, lockID: stale) // a waiter breaks the lock
 
         // While nobody holds it.
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(2)]), timeout: 20), lockID: stale, newItem: false)
+        #expect(throws: SessionStoreError.self) { try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(2)]), timeout: 20), lockID: stale, newItem: false) }
         #expect(value(key) == 1)
 
         // While someone else holds it.
         let current = store.getItemExclusive(key).lockID!
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(3)]), timeout: 20), lockID: stale, newItem: false)
+        #expect(throws: SessionStoreError.self) { try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(3)]), timeout: 20), lockID: stale, newItem: false) }
         #expect(store.getItem(key).locked?.holder == current)
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(4)]), timeout: 20), lockID: nil, newItem: false)
+        #expect(throws: SessionStoreError.self) { try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(4)]), timeout: 20), lockID: nil, newItem: false) }
         #expect(store.getItem(key).locked?.holder == current)
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(5)]), timeout: 20), lockID: current, newItem: false)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(["v": .int(5)]), timeout: 20), lockID: current, newItem: false)
         #expect(value(key) == 5)
         #expect(store.getItem(key).lockID == nil)
     }
@@ -440,7 +441,7 @@ struct InProcSessionStoreTests {
     @Test func withoutACallbackNothingIsCalledAndExpiryStillWorks() {
         let plain = InProcSessionStore(clock: clock)
         let key = Self.key()
-        plain.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 1), lockID: nil, newItem: true)
+        try? plain.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 1), lockID: nil, newItem: true)
         clock.advance(by: .minutes(1))
         #expect(plain.removeExpiredItems() == 1)
         #expect(plain.count == 0)
@@ -456,7 +457,7 @@ struct InProcSessionStoreTests {
     func aWaiterWakesWhenTheLockIsReleased(release: Release) throws {
         let store = InProcSessionStore() // real time
         let key = Self.key()
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
         let lock = store.getItemExclusive(key).lockID!
         let started = DispatchSemaphore(value: 0)
         let returnedAt = Recorder<ContinuousClock.Instant>()
@@ -473,7 +474,7 @@ struct InProcSessionStoreTests {
         let releasedAt = ContinuousClock.now
         switch release {
         case .releaseItemExclusive: store.releaseItemExclusive(key, lockID: lock)
-        case .setAndReleaseItemExclusive: store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: lock, newItem: false)
+        case .setAndReleaseItemExclusive: try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: lock, newItem: false)
         case .removeItem: store.removeItem(key, lockID: lock, data: nil)
         }
         #expect(done.wait(seconds: 10))
@@ -485,7 +486,7 @@ struct InProcSessionStoreTests {
     @Test func aWaiterReturnsAtTheDeadlineWhenNobodyReleases() {
         let store = InProcSessionStore()
         let key = Self.key()
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
         let lock = store.getItemExclusive(key).lockID!
         let start = ContinuousClock.now
         store.waitForRelease(key, lockID: lock, deadline: start + .milliseconds(300))
@@ -501,7 +502,7 @@ struct InProcSessionStoreTests {
     @Test func waitingForALockThatIsGoneReturnsAtOnce() {
         let store = InProcSessionStore()
         let key = Self.key()
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
         let lock = store.getItemExclusive(key).lockID!
         store.releaseItemExclusive(key, lockID: lock)
         let start = ContinuousClock.now
@@ -511,5 +512,14 @@ struct InProcSessionStoreTests {
         store.waitForRelease(key, lockID: lock, deadline: start + .seconds(5)) // someone else's lock now
         #expect(ContinuousClock.now - start < .seconds(2))
         store.releaseItemExclusive(key, lockID: other)
+    }
+}
+
+/// The store contract every store's tests check (SessionStateTesting), on InProc.
+struct InProcConformanceTests {
+    @Test func inProcKeepsTheStoreContract() throws {
+        let clock = ManualSessionClock()
+        let store = InProcSessionStore(clock: clock)
+        try SessionStateStoreConformance(store: store, advanceClock: { clock.advance(by: $0) }).checkAll()
     }
 }

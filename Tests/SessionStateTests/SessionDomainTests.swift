@@ -30,7 +30,7 @@ struct DomainFixture {
 
     /// Puts a session into the store as an earlier request would have.
     func seed(_ key: SessionKey, _ pairs: KeyValuePairs<String, SessionValue> = ["seed": .int(1)], timeout: Int = 20) {
-        store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(pairs), timeout: timeout), lockID: nil, newItem: true)
+        try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(items: items(pairs), timeout: timeout), lockID: nil, newItem: true)
     }
 
     func acquire(_ key: SessionKey, exclusive: Bool = true) throws -> SessionDomain.Acquired? {
@@ -189,7 +189,8 @@ struct SessionDomainAcquireTests {
         // The old holder's save is discarded.
         let contents = fixture.domain.contents(of: acquired, readOnly: false, rule: ASPNETSession.timeoutRule(mode: .inProc))
         let staleData = SessionStateStoreData(items: items(["v": .int(99)]), timeout: 20)
-        fixture.store.setAndReleaseItemExclusive(key, data: staleData, lockID: stale, newItem: false)
+        let lost = #expect(throws: SessionStoreError.self) { try fixture.store.setAndReleaseItemExclusive(key, data: staleData, lockID: stale, newItem: false) }
+        #expect(lost?.kind == .lockLost)
         #expect(fixture.store.getItem(key).locked?.holder == lock)
         #expect(try fixture.domain.release(key, contents: contents, lockID: lock, storeHadItem: true, exclusive: true, failed: false) == .unchanged)
         #expect(fixture.store.getItem(key).data?.items["v"].map { same($0, .int(1)) } == true)

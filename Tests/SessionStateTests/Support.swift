@@ -134,8 +134,8 @@ final class ObservedStore: SessionStateStore {
     func getItem(_ key: SessionKey) -> StoreLookup { inner.getItem(key) }
     func getItemExclusive(_ key: SessionKey) -> StoreLookup { inner.getItemExclusive(key) }
     func releaseItemExclusive(_ key: SessionKey, lockID: LockID) { inner.releaseItemExclusive(key, lockID: lockID) }
-    func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) {
-        inner.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: newItem)
+    func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) throws(SessionStoreError) {
+        try inner.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: newItem)
     }
     func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) { inner.removeItem(key, lockID: lockID, data: data) }
     func resetItemTimeout(_ key: SessionKey) { inner.resetItemTimeout(key) }

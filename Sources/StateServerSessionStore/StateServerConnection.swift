@@ -1,0 +1,180 @@
+import Foundation
+import Glibc
+import SessionState
+
+/// One answer of a state server.
+struct StateServerReply: Sendable {
+    var status: Int
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+    /// The server asked to close the connection after this answer.
+    var closes: Bool
+
+    func header(_ name: String) -> String? {
+        let folded = name.lowercased()
+        return headers.first { $0.name.lowercased() == folded }?.value
+    }
+}
+
+/// A blocking TCP connection to a state server, used by one worker thread at a time. Every
+/// connect, send and receive is bounded by the network timeout (`stateNetworkTimeout`).
+final class StateServerConnection {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+    private let host: String
+    /// Whether a request went through it (a failure on a reused connection may just mean the
+    /// server closed it while idle).
+    private(set) var used = false
+
+    /// Connects to `address`; throws `unavailable` or `timeout`.
+    init(address: StateServerAddress, timeout: Duration) throws(SessionStoreError) {
+        host = address.host
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address.host, String(address.port), &hints, &list)
+        guard status == 0, let first = list else {
+            throw SessionStoreError(.unavailable, "the state server's host \(address.host) cannot be resolved: \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(list) }
+        var lastError = "no address"
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        var timedOut = false
+        while let info = candidate {
+            candidate = info.pointee.ai_next
+            let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { continue }
+            switch Self.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen, timeout: timeout) {
+            case nil:
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                self.fd = fd
+                setTimeout(timeout)
+                return
+            case let error?:
+                Glibc.close(fd)
+                lastError = error
+                timedOut = timedOut || error == "timed out"
+            }
+        }
+        throw SessionStoreError(timedOut ? .timeout : .unavailable, "cannot connect to the state server at \(address): \(lastError)")
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// A non-blocking connect waited for with `poll`, so an unreachable host costs at most
+    /// `timeout`. Nil on success, else the reason.
+    private static func connect(_ fd: Int32, _ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t, timeout: Duration) -> String? {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(fd, F_SETFL, flags) }
+        if Glibc.connect(fd, address, length) == 0 { return nil }
+        guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let ready = poll(&poller, 1, Int32(clamping: timeout.milliseconds))
+        if ready == 0 { return "timed out" }
+        if ready < 0 { return String(cString: strerror(errno)) }
+        var error: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
+        return error == 0 ? nil : String(cString: strerror(error))
+    }
+
+    /// How long a send or receive may block.
+    func setTimeout(_ timeout: Duration) {
+        let milliseconds = max(1, timeout.milliseconds)
+        var value = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Sends one request and reads its answer. `bodyless`: a HEAD, whose answer has no body.
+    func exchange(verb: String, target: String, headers: [(String, String)], body: [UInt8]?) throws(SessionStoreError) -> StateServerReply {
+        used = true
+        var head = "\(verb) \(target) HTTP/1.1\r\nHost: \(host)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if let body { head += "Content-Length: \(body.count)\r\n" }
+        head += "\r\n"
+        try send(Array(head.utf8) + (body ?? []))
+        return try readReply(bodyless: verb == "HEAD")
+    }
+
+    private func send(_ bytes: [UInt8]) throws(SessionStoreError) {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                offset += sent
+                continue
+            }
+            if sent < 0, errno == EINTR { continue }
+            throw failure("sending to", code: errno)
+        }
+    }
+
+    private func readReply(bodyless: Bool) throws(SessionStoreError) -> StateServerReply {
+        while true {
+            if let end = Self.endOfHead(buffer) {
+                let head = String(decoding: buffer[..<end], as: UTF8.self)
+                var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+                let statusLine = lines.removeFirst().split(separator: " ")
+                guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+                    throw SessionStoreError(.refused, "the state server sent a malformed answer")
+                }
+                var headers: [(name: String, value: String)] = []
+                for line in lines {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+                }
+                let reply = StateServerReply(status: status, headers: headers, body: [], closes: false)
+                let length = bodyless ? 0 : (reply.header("Content-Length").flatMap { Int($0) } ?? 0)
+                guard length >= 0, length <= 1 << 30 else { throw SessionStoreError(.refused, "the state server announced a body of \(length) bytes") }
+                while buffer.count < end + 4 + length { try receive() }
+                var complete = reply
+                complete.body = Array(buffer[(end + 4)..<(end + 4 + length)])
+                complete.closes = reply.header("Connection")?.lowercased() == "close"
+                buffer.removeFirst(end + 4 + length)
+                return complete
+            }
+            guard buffer.count <= 64 * 1024 else { throw SessionStoreError(.refused, "the state server's answer head is over 64 KiB") }
+            try receive()
+        }
+    }
+
+    private func receive() throws(SessionStoreError) {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                buffer.append(contentsOf: chunk[..<count])
+                return
+            }
+            if count == 0 { throw SessionStoreError(.unavailable, "the state server closed the connection") }
+            if errno == EINTR { continue }
+            throw failure("reading from", code: errno)
+        }
+    }
+
+    private func failure(_ doing: String, code: Int32) -> SessionStoreError {
+        if code == EAGAIN || code == EWOULDBLOCK {
+            return SessionStoreError(.timeout, "no answer from the state server within the network timeout (stateNetworkTimeout)")
+        }
+        return SessionStoreError(.unavailable, "error \(doing) the state server: \(String(cString: strerror(code)))")
+    }
+
+    private static func endOfHead(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for index in 0...(bytes.count - 4) where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
+            return index
+        }
+        return nil
+    }
+}
+
+extension Duration {
+    var milliseconds: Int {
+        let parts = components
+        return Int(parts.seconds) * 1000 + Int(parts.attoseconds / 1_000_000_000_000_000)
+    }
+}
