@@ -69,13 +69,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Session state of both domains without HTTP: IDs, values, the store-provider protocol,
-        // the InProc store, locking and the release rules. Reads settings types from
-        // WebConfiguration; knows nothing of FastCGI or XML.
+        // Session state of both domains without HTTP: IDs, values, the store-provider protocol
+        // and store factories, the InProc store, locking and the release rules. A leaf: knows
+        // nothing of configuration, FastCGI, HTTP or XML (the host maps settings onto it).
         .target(
             name: "SessionState",
             dependencies: [
-                "WebConfiguration",
                 "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -163,6 +162,7 @@ let package = Package(
             dependencies: [
                 "SessionHost",
                 "SessionState",
+                "StateServerSessionStore",
                 "WebConfiguration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -177,13 +177,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "SessionProbe",
-            dependencies: ["SessionHostCLI", "SessionHost", "SessionState"],
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "StateServerSessionStore"],
             path: "examples/SessionProbe",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "BenchHello",
-            dependencies: ["SessionHostCLI"],
+            dependencies: ["SessionHostCLI", "SessionHost", "StateServerSessionStore"],
             path: "Benchmarks/BenchHello",
             swiftSettings: strict
         ),
@@ -208,7 +208,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
-        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "WebConfiguration", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "WebConfigurationTests",
             dependencies: ["WebConfiguration", .product(name: "Logging", package: "swift-log")],

@@ -1,5 +1,6 @@
 import SessionHost
 import SessionHostCLI
+import StateServerSessionStore
 
 /// The benchmark's worker. `…/counter`: read-modify-write of one Int in the ASP.NET session (InProc)
 /// per request. `…/fill`: a new session holding four short strings (the memory measurement). Every
@@ -23,6 +24,8 @@ struct BenchHello {
             try session.set("cart", "3 items")
             return .text("ok")
         }
-        await SessionHostMain.run(routes: routes, abstract: "The benchmark's worker: hello, a session counter, session fill.")
+        await SessionHostMain.run(
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory]),
+            abstract: "The benchmark's worker: hello, a session counter, session fill.")
     }
 }

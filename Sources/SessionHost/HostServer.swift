@@ -79,8 +79,10 @@ public final class HostServer: Service, Sendable {
         self.configuration = configuration
         self.routes = routes
         self.logger = logger
-        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: SessionStoreProviders.validate)
-        self.sessions = SessionManager(options: sessions, logger: logger)
+        let manager = SessionManager(options: sessions, logger: logger)
+        self.sessions = manager
+        let stores = manager.outOfProcess
+        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: { stores.validate($0) })
     }
 
     public func run() async throws {
@@ -134,6 +136,7 @@ public final class HostServer: Service, Sendable {
         if case .timedOut(let inFlight) = outcome {
             logger.warning("exiting with \(inFlight) requests cut short after the \(grace) grace period")
         }
+        sessions.outOfProcess.closeAll()
     }
 
     /// Dispatches one request and writes its response. Runs on a worker thread.

@@ -2,7 +2,7 @@ import Foundation
 public import SessionState
 import HTTPTypes
 import Logging
-import WebConfiguration
+package import WebConfiguration
 
 /// The app's session hooks and the knobs of the session pipeline.
 public struct SessionOptions: Sendable {
@@ -22,12 +22,18 @@ public struct SessionOptions: Sendable {
     public var clock: any SessionClock
     /// How often expired in-process sessions are ended (and Session_End raised).
     public var expiryCheckInterval: Duration
+    /// The out-of-process stores the app links, for `mode="StateServer"`, `"SQLServer"` and
+    /// `"Custom"` (e.g. `StateServerSessionStore.factory`). InProc and Off need none; a mode or
+    /// provider type no factory serves is a configuration error (500.19, `config check`).
+    public var stores: [SessionStoreFactory]
 
     public init(
         onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)? = nil, onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         onASPSessionStart: (@Sendable (ASPSession) -> Void)? = nil, onASPSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
-        queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1)
+        queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1),
+        stores: [SessionStoreFactory] = []
     ) {
+        self.stores = stores
         self.onASPNETSessionStart = onASPNETSessionStart
         self.onASPNETSessionEnd = onASPNETSessionEnd
         self.onASPSessionStart = onASPSessionStart
@@ -40,19 +46,23 @@ public struct SessionOptions: Sendable {
 
 /// Both session domains of the host: the HTTP half of the pipeline (IDs in cookies or URLs,
 /// redirects, cookies) around `SessionDomain`, which does the store work.
-final class SessionManager: Sendable {
+package final class SessionManager: Sendable {
     let options: SessionOptions
-    /// ASP.NET `mode="InProc"`.
+    /// The store of ASP.NET `mode="InProc"`.
     let aspNetStore: InProcSessionStore
     /// Classic ASP: always in process (as in IIS), a store of its own.
     let aspStore: InProcSessionStore
+    /// ASP.NET `mode="InProc"`.
     let aspNet: SessionDomain
     let asp: SessionDomain
+    /// The out-of-process stores in use, one domain per distinct settings.
+    let outOfProcess: OutOfProcessStores
     private let logger: Logger
 
     init(options: SessionOptions, logger: Logger) {
         self.options = options
         self.logger = logger
+        outOfProcess = OutOfProcessStores(factories: options.stores, queueLimit: options.queueLimitPerSession, logger: logger)
         aspNetStore = InProcSessionStore(clock: options.clock)
         aspStore = InProcSessionStore(clock: options.clock)
         aspNet = SessionDomain(
@@ -63,10 +73,19 @@ final class SessionManager: Sendable {
             hasStartHandler: options.onASPSessionStart != nil, onEnd: options.onASPSessionEnd, logger: logger)
     }
 
-    /// Ends expired in-process sessions of both domains.
+    /// Ends expired in-process sessions of both domains, and closes out-of-process stores that a
+    /// configuration change left unused.
     func removeExpired() {
         aspNetStore.removeExpiredItems()
         aspStore.removeExpiredItems()
+        outOfProcess.closeIdle()
+    }
+
+    /// The check of an application's storage settings, for the configuration store (every
+    /// web.config at startup, `config check`, the 500.19 page).
+    package static func storageValidator(stores: [SessionStoreFactory]) -> @Sendable (EffectiveConfiguration) -> [ConfigurationError] {
+        let registry = OutOfProcessStores(factories: stores, queueLimit: 1, logger: Logger(label: "sessionhost.validation"))
+        return { registry.validate($0) }
     }
 
     /// One domain's session held by a request.
@@ -92,8 +111,12 @@ final class SessionManager: Sendable {
         case respond(Response)
     }
 
+    /// ASP.NET's application id (`HttpRuntime.AppDomainAppId`): `/LM/W3SVC/<site id>/ROOT` and
+    /// the application's path, so that an ASP.NET app of the same site id and path finds the same
+    /// sessions in a shared store.
     static func applicationKey(_ configuration: EffectiveConfiguration) -> String {
-        "\(configuration.site.id)\(configuration.application.path)"
+        let path = configuration.application.path
+        return "/LM/W3SVC/\(configuration.site.id)/ROOT" + (path == "/" ? "" : path.hasSuffix("/") ? String(path.dropLast()) : path)
     }
 
     /// Acquires the sessions the handler needs, ASP.NET first, then ASP (always in that order, so
@@ -157,14 +180,22 @@ final class SessionManager: Sendable {
         case .readOnly: access = min(access, .readOnly)
         case .true: break
         }
-        let domain = aspNet
+        let domain: SessionDomain
+        switch settings.mode {
+        case .inProc: domain = aspNet
+        default:
+            do { domain = try outOfProcess.domain(for: configuration) } catch { throw .store(error) }
+        }
         guard access != .none else {
             // No session needed: only keep the one the request carries alive, as `SessionStateModule` does with `ResetItemTimeout` (README, Sessions).
             // The ID is read from wherever it may be, without deciding the cookie mode.
             let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
                 : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
             if let id = incoming.flatMap(ASPNETSessionID.normalize) {
-                try? domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id))
+                // A failure is logged, not shown: this request did not ask for the session.
+                do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
+                    logger.warning("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
+                }
             }
             return .nothing
         }
@@ -195,7 +226,8 @@ final class SessionManager: Sendable {
         let incoming = usesURL ? request.cookieless?["S"] : request.cookie(named: settings.cookieName)
         let id = incoming.flatMap(ASPNETSessionID.normalize)
         let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
-        let rule = ASPNETSession.timeoutRule(mode: settings.mode)
+        let mode = Self.sessionMode(settings.mode)
+        let rule = ASPNETSession.timeoutRule(mode: mode)
         let exclusive = access == .readWrite
         let readOnly = access == .readOnly
 
@@ -212,7 +244,7 @@ final class SessionManager: Sendable {
             // application). Anything else gets a new ID: unknown IDs are never adopted.
             let adopt: Bool
             if let id {
-                adopt = usesURL ? !settings.regenerateExpiredSessionId : ((try? domain.store.containsSession(id: id)) ?? false)
+                adopt = usesURL ? !settings.regenerateExpiredSessionId : knownElsewhere(id, domain: domain)
             } else {
                 adopt = false
             }
@@ -241,13 +273,42 @@ final class SessionManager: Sendable {
                 held.cookie = Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: sessionID)
             }
         }
-        let session = ASPNETSession(contents: held.contents, sessionID: sessionID, mode: settings.mode, cookieMode: settings.cookieless, isCookieless: usesURL)
+        let session = ASPNETSession(contents: held.contents, sessionID: sessionID, mode: mode, cookieMode: Self.cookieMode(settings.cookieless), isCookieless: usesURL)
         if session.isNewSession, let start = options.onASPNETSessionStart {
             held.contents.writable { start(session) }
         }
         request.session = session
         request.sessionUnavailable = nil
         return .hold(held)
+    }
+
+    /// Whether another application of this host has a live session under `id` (one ID serves
+    /// every application, as in ASP.NET). A store that cannot tell, or fails, counts as no: the
+    /// ID is then not adopted.
+    private func knownElsewhere(_ id: String, domain: SessionDomain) -> Bool {
+        do { return try domain.store.containsSession(id: id) } catch {
+            logger.warning("could not check a session ID with the store; a new ID is issued", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
+            return false
+        }
+    }
+
+    static func sessionMode(_ mode: SessionStateMode) -> ASPNETSessionMode {
+        switch mode {
+        case .off: .off
+        case .inProc: .inProc
+        case .stateServer: .stateServer
+        case .sqlServer: .sqlServer
+        case .custom: .custom
+        }
+    }
+
+    static func cookieMode(_ mode: CookieMode) -> ASPNETCookieMode {
+        switch mode {
+        case .useUri: .useUri
+        case .useCookies: .useCookies
+        case .autoDetect: .autoDetect
+        case .useDeviceProfile: .useDeviceProfile
+        }
     }
 
     /// `ASP.NET_SessionId=…; Path=/; HttpOnly; SameSite=Lax` (`SessionIDManager`'s cookie, README Sessions); `Secure` with

@@ -1,7 +1,6 @@
 import Locking
 public import Foundation
 
-public import WebConfiguration
 
 /// What a handler needs of a session domain.
 public enum SessionAccess: String, Sendable, Hashable, Comparable {
@@ -198,17 +197,29 @@ extension SessionObject {
     }
 }
 
+/// ASP.NET's `SessionStateMode`: where an application's sessions are kept.
+public enum ASPNETSessionMode: String, Sendable, Hashable, CaseIterable {
+    case off = "Off", inProc = "InProc", stateServer = "StateServer", sqlServer = "SQLServer", custom = "Custom"
+}
+
+/// ASP.NET's `HttpCookieMode`: where the session ID travels.
+public enum ASPNETCookieMode: String, Sendable, Hashable, CaseIterable {
+    case useUri = "UseUri", useCookies = "UseCookies", autoDetect = "AutoDetect", useDeviceProfile = "UseDeviceProfile"
+}
+
 /// The ASP.NET session (`HttpSessionState`) of a request.
 public final class ASPNETSession: SessionObject {
     public let contents: SessionContents
     /// 24 characters `a–z0–5`.
     public let sessionID: String
-    public let mode: SessionStateMode
-    public let cookieMode: CookieMode
+    /// Where the session is stored (`sessionState/@mode`).
+    public let mode: ASPNETSessionMode
+    /// `sessionState/@cookieless`.
+    public let cookieMode: ASPNETCookieMode
     /// Whether the ID travels in the URL in this request.
     public let isCookieless: Bool
 
-    package init(contents: SessionContents, sessionID: String, mode: SessionStateMode, cookieMode: CookieMode, isCookieless: Bool) {
+    package init(contents: SessionContents, sessionID: String, mode: ASPNETSessionMode, cookieMode: ASPNETCookieMode, isCookieless: Bool) {
         self.contents = contents
         self.sessionID = sessionID
         self.mode = mode
@@ -218,7 +229,7 @@ public final class ASPNETSession: SessionObject {
 
     /// The limits of `Session.Timeout` and ASP.NET's messages: 1 … 525 600 minutes (one year)
     /// for InProc and StateServer; other stores accept any positive value.
-    package static func timeoutRule(mode: SessionStateMode) -> (ClosedRange<Int>, @Sendable (Int) -> String) {
+    package static func timeoutRule(mode: ASPNETSessionMode) -> (ClosedRange<Int>, @Sendable (Int) -> String) {
         let limited = mode == .inProc || mode == .stateServer
         return (1...(limited ? 525_600 : Int(Int32.max)), { minutes in
             if minutes <= 0 { return "The argument to SetTimeout must be greater than 0." }

@@ -53,7 +53,26 @@ public struct StateServerAddress: Sendable, Hashable, CustomStringConvertible {
 /// are used: lock waits are woken at the release instead of polled every 500 ms, and a save
 /// whose lock was broken and taken by another request is refused (`lockLost`) instead of
 /// overwriting that request's changes. Against `aspnet_state` it behaves as ASP.NET.
-public final class StateServerSessionStore: SessionStateStore {
+public final class StateServerSessionStore: ClosableSessionStateStore {
+    /// `mode="StateServer"` for `SessionOptions.stores`.
+    public static let factory = SessionStoreFactory(
+        mode: .stateServer,
+        validate: { settings in
+            do throws(SessionStoreError) { _ = try StateServerAddress(connectionString: settings.connectionString) } catch {
+                return [SessionStoreSettingsError(attribute: "stateConnectionString", message: error.message)]
+            }
+            guard settings.timeout > .zero else {
+                return [SessionStoreSettingsError(attribute: "stateNetworkTimeout", message: "The value for 'stateNetworkTimeout' must be greater than 0.")]
+            }
+            return []
+        },
+        make: { settings, logger throws(SessionStoreError) in
+            let address = try StateServerAddress(connectionString: settings.connectionString)
+            return StateServerSessionStore(
+                configuration: Configuration(address: address, networkTimeout: settings.timeout, compressionEnabled: settings.compressionEnabled),
+                logger: logger)
+        })
+
     public struct Configuration: Sendable {
         public var address: StateServerAddress
         /// `stateNetworkTimeout`: bounds connecting, sending and reading an answer.

@@ -1,8 +1,14 @@
+import SessionHost
 import SessionState
+import StateServerSessionStore
 import ArgumentParser
 import Foundation
 import Logging
 import WebConfiguration
+
+/// The stores SessionHost ships: `config check` accepts their modes. An app's own Custom stores
+/// are unknown to this tool (a Custom mode is reported as unavailable here).
+let builtInStores = [StateServerSessionStore.factory]
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +51,7 @@ struct ShowCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionStoreProviders.validate)
+        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionManager.storageValidator(stores: builtInStores))
         let selector: SiteSelector = site.map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? .default
         switch store.configuration(site: selector, path: urlPath) {
         case .success(let settings):
@@ -69,7 +75,7 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var directory: ConfigDirectoryOption
 
     func run() throws {
-        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionStoreProviders.validate)
+        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionManager.storageValidator(stores: builtInStores))
         let errors = store.check()
         guard !errors.isEmpty else {
             print("OK: the configuration in \(directory.configDir) and every site's web.config files are valid.")

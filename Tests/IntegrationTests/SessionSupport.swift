@@ -180,6 +180,8 @@ struct ProbeAnswer {
     var get: String? { json["get"] as? String }
     var aspGet: String? { json["aspGet"] as? String }
     var path: String? { json["path"] as? String }
+    /// The process id of the worker that answered.
+    var worker: Int { (json["worker"] as? NSNumber)?.intValue ?? -1 }
     var tStart: Int64 { (json["tStart"] as? NSNumber)?.int64Value ?? -1 }
     var tEnd: Int64 { (json["tEnd"] as? NSNumber)?.int64Value ?? -1 }
     var errors: [(op: String, error: String)] {

@@ -592,12 +592,12 @@ struct SessionTests {
         defer { fixture.finish() }
         // Reported by the startup check, which runs while the worker already serves.
         try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
-        #expect(fixture.workerLog.contains("not available in this build"))
+        #expect(fixture.workerLog.contains("not available in this app"))
         #expect(fixture.workerLog.contains("www/sql/web.config"))
         let reply = try fixture.get("/sql/probe?set=a&v=1")
         #expect(reply.status == 500)
         #expect(reply.text.contains("HTTP Error 500.19"))
-        #expect(reply.text.contains("not available in this build"))
+        #expect(reply.text.contains("not available in this app"))
         #expect(reply.text.contains("SQLServer"))
         #expect(try fixture.get("/sql/probe-none").status == 500)
         let other = try Browser(fixture).probe("/probe?set=a&v=1")

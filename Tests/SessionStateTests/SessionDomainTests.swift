@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import Testing
-import WebConfiguration
+
 @testable import SessionState
 
 /// A domain over an in-process store, recording Session_End.
@@ -37,7 +37,7 @@ struct DomainFixture {
         try domain.acquire(key, exclusive: exclusive, executionTimeout: Self.executionTimeout)
     }
 
-    func session(_ contents: SessionContents, mode: SessionStateMode = .inProc, id: String = ASPNETSessionID.generate()) -> ASPNETSession {
+    func session(_ contents: SessionContents, mode: ASPNETSessionMode = .inProc, id: String = ASPNETSessionID.generate()) -> ASPNETSession {
         ASPNETSession(contents: contents, sessionID: id, mode: mode, cookieMode: .useCookies, isCookieless: false)
     }
 

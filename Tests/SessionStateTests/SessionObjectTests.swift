@@ -1,14 +1,14 @@
 import Dispatch
 import Foundation
 import Testing
-import WebConfiguration
+
 @testable import SessionState
 
 struct SessionObjectTests {
     static let oneYear = "For InProc and StateServer modes, the session timeout value cannot be larger than one year."
     static let notPositive = "The argument to SetTimeout must be greater than 0."
 
-    static func aspnet(mode: SessionStateMode = .inProc, readOnly: Bool = false, timeout: Int = 20, pairs: KeyValuePairs<String, SessionValue> = [:]) -> ASPNETSession {
+    static func aspnet(mode: ASPNETSessionMode = .inProc, readOnly: Bool = false, timeout: Int = 20, pairs: KeyValuePairs<String, SessionValue> = [:]) -> ASPNETSession {
         let rule = ASPNETSession.timeoutRule(mode: mode)
         var stored = items(pairs)
         stored.markClean() // as a store hands it out
@@ -87,7 +87,7 @@ struct SessionObjectTests {
     }
 
     struct TimeoutCase: Sendable, CustomTestStringConvertible {
-        var mode: SessionStateMode
+        var mode: ASPNETSessionMode
         var minutes: Int
         var error: String?
         var testDescription: String { "\(mode.rawValue) \(minutes)" }

@@ -2,14 +2,17 @@ import Foundation
 import SessionHost
 import SessionHostCLI
 import SessionState
+import StateServerSessionStore
 
 /// The probe app: shows what both session domains do for any folder of the site, so tests (and
 /// anyone checking behaviour) can drive them over HTTP. It registers no Session_Start handler.
 ///
 /// `D/probe` uses both sessions read-write, `D/probe-ro` the ASP.NET session read-only (ASP
 /// read-write), `D/probe-none` neither. Query operations, in this order: `timeout=N`,
-/// `asp-timeout=N`, `set=K&v=V`, `asp-set=K&asp-v=V`, `get=K`, `asp-get=K`, `sleep=MS`,
-/// `clear=1`, `abandon=1`, `asp-abandon=1`. The answer is JSON (see README, "The probe app").
+/// `asp-timeout=N`, `set=K&v=V[&type=string|int|bool|double]`, `asp-set=K&asp-v=V`, `get=K`,
+/// `incr=K` (adds 1 to an Int), `asp-get=K`, `sleep=MS`, `clear=1`, `abandon=1`, `asp-abandon=1`. The answer is JSON (see
+/// README, "The probe app"). It links the StateServer store, so any mode but SQLServer and
+/// Custom can be probed.
 @main
 struct SessionProbe {
     static func main() async {
@@ -17,7 +20,9 @@ struct SessionProbe {
         routes.named("probe", sessions: SessionRequirements(aspNet: .readWrite, classicASP: true), probe)
         routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
         routes.named("probe-none", probe)
-        await SessionHostMain.run(routes: routes, abstract: "The session probe: reports and drives both session domains of any folder.")
+        await SessionHostMain.run(
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory]),
+            abstract: "The session probe: reports and drives both session domains of any folder.")
     }
 
     @Sendable
@@ -44,10 +49,17 @@ struct SessionProbe {
             run("asp-timeout") { try request.requireASPSession().setTimeout(try number("asp-timeout")) }
         }
         if let key = request.query("set") {
-            run("set") { try request.requireSession().set(key, request.query("v") ?? "") }
+            run("set") { try request.requireSession().set(key, try typedValue(request.query("v") ?? "", type: request.query("type") ?? "string")) }
         }
         if let key = request.query("asp-set") {
             run("asp-set") { try request.requireASPSession().set(key, request.query("asp-v") ?? "") }
+        }
+        if let key = request.query("incr") {
+            // Read-modify-write of an Int (the counter of concurrency tests).
+            run("incr") {
+                let session = try request.requireSession()
+                try session.set(key, (session.int(key) ?? 0) + 1)
+            }
         }
         if let key = request.query("get") {
             run("get") { getValue = try request.requireSession()[key]?.jsonValue ?? NSNull() }
@@ -75,6 +87,7 @@ struct SessionProbe {
             "aspGet": aspGetValue,
             "errors": errors,
             "path": request.path,
+            "worker": Int(getpid()),
             "tStart": tStart,
             "tEnd": milliseconds(),
         ]
@@ -104,6 +117,18 @@ struct SessionProbe {
             "Count": session.count,
             "Keys": session.elements.map { [$0.key, $0.value.jsonValue] },
         ]
+    }
+
+    /// `v` as the `type` asked for, so that tests see what crosses a store's wire.
+    static func typedValue(_ text: String, type: String) throws -> SessionValue {
+        switch type {
+        case "string": return .string(text)
+        case "int": if let value = Int(text) { return .int(value) }
+        case "bool": if let value = Bool(text) { return .bool(value) }
+        case "double": if let value = Double(text) { return .double(value) }
+        default: throw ProbeError("type must be string, int, bool or double")
+        }
+        throw ProbeError("'\(text)' is not a valid \(type)")
     }
 
     static func milliseconds() -> Int64 {

@@ -1,0 +1,167 @@
+import Locking
+import Logging
+import SessionState
+import WebConfiguration
+
+/// The out-of-process ASP.NET stores of the host's applications: the app's store factories
+/// (`SessionOptions.stores`, the registry), and one store with its `SessionDomain` per distinct
+/// storage settings, created on first use. Each request picks its application's store from its
+/// effective `<sessionState>`, so two applications may use different modes. After a
+/// configuration change, requests use the store of the new settings; a store nobody has used
+/// for `idleLifetime` is closed.
+final class OutOfProcessStores: Sendable {
+    private let factories: [SessionStoreFactory]
+    private let queueLimit: Int
+    private let logger: Logger
+    private let stores = Locked<[SessionStoreSettings: Entry]>([:])
+    /// How long an unused store is kept.
+    static let idleLifetime: Duration = .seconds(300)
+
+    private struct Entry {
+        var domain: SessionDomain
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    init(factories: [SessionStoreFactory], queueLimit: Int, logger: Logger) {
+        self.factories = factories
+        self.queueLimit = queueLimit
+        self.logger = logger
+    }
+
+    /// The domain (and store) of `configuration`'s application; creates the store on first use.
+    func domain(for configuration: EffectiveConfiguration) throws(SessionStoreError) -> SessionDomain {
+        let settings = Self.settings(configuration)
+        let now = ContinuousClock.now
+        if let domain = stores.withLock({ stores -> SessionDomain? in
+            stores[settings]?.lastUsed = now
+            return stores[settings]?.domain
+        }) {
+            return domain
+        }
+        guard let factory = factory(for: settings) else {
+            // Configuration validation reports this with file and line; a request that gets
+            // here anyway fails clearly.
+            throw SessionStoreError(.configuration, Self.unavailableMessage(settings, available: availableModes))
+        }
+        let store = try factory.make(settings, logger)
+        let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: false, onEnd: nil, logger: logger)
+        let kept = stores.withLock { stores -> SessionDomain in
+            // Another thread may have made one meanwhile: keep the first.
+            if let existing = stores[settings] { return existing.domain }
+            stores[settings] = Entry(domain: domain, lastUsed: now)
+            return domain
+        }
+        if kept !== domain { (store as? any ClosableSessionStateStore)?.close() }
+        logger.info("session-state store opened", metadata: ["mode": "\(settings.mode.rawValue)", "provider": "\(settings.providerType)"])
+        return kept
+    }
+
+    /// Closes the stores nobody used for `idleLifetime` (settings that a configuration change
+    /// left behind).
+    func closeIdle(now: ContinuousClock.Instant = .now) {
+        let idle = stores.withLock { stores -> [SessionDomain] in
+            let old = stores.filter { now - $0.value.lastUsed > Self.idleLifetime }
+            for key in old.keys { stores[key] = nil }
+            return old.values.map(\.domain)
+        }
+        for domain in idle {
+            (domain.store as? any ClosableSessionStateStore)?.close()
+            logger.info("closed an unused session-state store")
+        }
+    }
+
+    /// Closes every store (shutdown).
+    func closeAll() {
+        let all = stores.withLock { stores -> [SessionDomain] in
+            defer { stores = [:] }
+            return stores.values.map(\.domain)
+        }
+        for domain in all { (domain.store as? any ClosableSessionStateStore)?.close() }
+    }
+
+    private var availableModes: [String] {
+        ["Off", "InProc"] + factories.map { $0.mode == .custom ? "Custom (\($0.providerTypes.joined(separator: ", ")))" : $0.mode.rawValue }
+    }
+
+    private func factory(for settings: SessionStoreSettings) -> SessionStoreFactory? {
+        if settings.mode == .custom {
+            return factories.first { $0.mode == .custom && $0.providerTypes.contains(settings.providerType) }
+        }
+        return factories.first { $0.mode == settings.mode }
+    }
+
+    // MARK: Settings
+
+    /// The storage settings of `configuration`, with a connection string given by name looked up
+    /// in `<connectionStrings>`.
+    static func settings(_ configuration: EffectiveConfiguration) -> SessionStoreSettings {
+        let section = configuration.sessionState
+        let mode = SessionManager.sessionMode(section.mode)
+        func named(_ value: String) -> String {
+            configuration.connectionStrings.first { $0.name == value }?.connectionString ?? value
+        }
+        var settings = SessionStoreSettings(mode: mode, compressionEnabled: section.compressionEnabled, partitionResolverType: section.partitionResolverType)
+        switch mode {
+        case .stateServer:
+            settings.connectionString = section.stateConnectionString.hasPrefix("tcpip=") ? section.stateConnectionString : named(section.stateConnectionString)
+            settings.timeout = section.stateNetworkTimeout.duration ?? .seconds(10)
+        case .sqlServer:
+            settings.connectionString = named(section.sqlConnectionString)
+            settings.timeout = section.sqlCommandTimeout.duration ?? .seconds(30)
+            settings.retryInterval = section.sqlConnectionRetryInterval.duration ?? .zero
+            settings.allowCustomDatabase = section.allowCustomSqlDatabase
+        case .custom:
+            if let provider = section.providers.first(where: { $0.name.lowercased() == section.customProvider.lowercased() }) {
+                settings.providerType = provider.type
+                settings.parameters = provider.parameters.merging(["name": provider.name]) { current, _ in current }
+            }
+        case .off, .inProc:
+            break
+        }
+        return settings
+    }
+
+    // MARK: Validation
+
+    /// The configuration errors of `configuration`'s storage settings, with file and line: a
+    /// mode or provider type the app has no store for, and what that store's factory finds
+    /// wrong. `Off` and `InProc` need nothing.
+    func validate(_ configuration: EffectiveConfiguration) -> [ConfigurationError] {
+        let section = configuration.sessionState
+        guard section.mode != .off, section.mode != .inProc else { return [] }
+        func located(_ attribute: String, _ message: String) -> ConfigurationError {
+            let location = configuration.sources["system.web/sessionState/\(attribute)"]
+                ?? configuration.sources["system.web/sessionState/mode"]
+                ?? SourceLocation(file: "(default)", line: 1)
+            return ConfigurationError(message, at: location, attribute: attribute)
+        }
+        let settings = Self.settings(configuration)
+        if section.mode == .custom {
+            if section.customProvider.isEmpty {
+                return [located("customProvider", "The custom session state store provider name '' is invalid.")]
+            }
+            if settings.providerType.isEmpty {
+                return [located("customProvider", "The custom session state store provider '\(section.customProvider)' is not found.")]
+            }
+        }
+        if !section.partitionResolverType.isEmpty {
+            guard section.mode == .stateServer || section.mode == .sqlServer else {
+                return [located("partitionResolverType", "Cannot use 'partitionResolver' unless the mode is 'StateServer' or 'SQLServer'.")]
+            }
+            return [located("partitionResolverType", "The partition resolver type '\(section.partitionResolverType)' is not available: this version of SessionHost does not support partition resolvers yet.")]
+        }
+        guard let factory = factory(for: settings) else {
+            let attribute = section.mode == .custom ? "customProvider" : "mode"
+            return [located(attribute, Self.unavailableMessage(settings, available: availableModes))]
+        }
+        return factory.validate(settings).map { located($0.attribute, $0.message) }
+    }
+
+    static func unavailableMessage(_ settings: SessionStoreSettings, available: [String]) -> String {
+        let list = available.joined(separator: ", ")
+        if settings.mode == .custom {
+            return "The custom session state store provider type '\(settings.providerType)' cannot be loaded: the app registers no store under that type name (SessionOptions.stores; it has \(list))."
+        }
+        return "The session-state mode '\(settings.mode.rawValue)' is not available in this app: it links no store for it (SessionOptions.stores; it has \(list))."
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `mode="StateServer"` through nginx: two workers behind one upstream share sessions through one
+/// `session-state-server`; another application of the same workers stays InProc; a state server
+/// that is down or silent gives 503, never 500 or a hang.
+@Suite(.serialized)
+struct StateServerModeTests {
+    typealias T = SessionTesting
+
+    /// A second probe worker on its own socket, stopped by PID.
+    final class SecondWorker {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-second-\(UUID().uuidString.prefix(8))")
+        let process = Process()
+        var socketPath: String { directory.appending(path: "worker2.sock").path }
+
+        init(configDirectory: String) throws {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            process.executableURL = Fixture.products.appending(path: "session-probe")
+            process.arguments = ["serve", "--listen", "unix:\(socketPath)", "--config-dir", configDirectory, "--threads", "32"]
+            let log = directory.appending(path: "worker2.log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: log)
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if let fd = try? Sockets.connectUnix(path: socketPath) {
+                    close(fd)
+                    return
+                }
+                usleep(10_000)
+            }
+            stop()
+            throw Sockets.Failure("the second worker did not start")
+        }
+
+        deinit { stop() }
+
+        func stop() {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGTERM)
+                process.waitUntilExit()
+            }
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// The session tree with `/ss` on the state server at `port` (network timeout `timeout`).
+    static func tree(statePort: Int, timeout: Int = 10) throws -> SessionTree {
+        var applications = SessionTree.standardApplications
+        applications["/ss"] = SessionTree.webConfig(systemWeb: #"<sessionState mode="StateServer" stateConnectionString="tcpip=127.0.0.1:\#(statePort)" stateNetworkTimeout="\#(timeout)" />"#)
+        return try SessionTree(applications: applications)
+    }
+
+    @Test func twoWorkersShareSessionsThroughOneStateServer() throws {
+        let state = try StateServerProcess()
+        defer { state.stop() }
+        let tree = try Self.tree(statePort: state.port)
+        let second = try SecondWorker(configDirectory: tree.configDirectory)
+        defer { second.stop() }
+        let fixture = try Fixture(
+            worker: "session-probe", workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"],
+            nginxReplacements: [("        server unix:@SOCKET@;", "        server unix:@SOCKET@;\n        server unix:\(second.socketPath);")])
+        defer { fixture.finish() }
+
+        let browser = Browser(fixture)
+        let first = try browser.probe("/ss/probe?set=n&v=7&type=int")
+        #expect(first.aspNet?.mode == "StateServer")
+        // Read and changed on both workers (nginx alternates between them).
+        var workers = Set<Int>()
+        for round in 0..<6 {
+            let answer = try browser.probe("/ss/probe?get=n&set=round&v=\(round)")
+            workers.insert(answer.worker)
+            #expect(answer.json["get"] as? Int == 7)
+            #expect(answer.aspNetBefore?.keys["round"] == (round == 0 ? nil : "\(round - 1)"))
+        }
+        #expect(workers.count == 2, "answered by \(workers)")
+        // Another application of the same workers stays in process.
+        #expect(try Browser(fixture).probe("/probe?set=a&v=1").aspNet?.mode == "InProc")
+
+        // 200 increments at once through both workers: the lock serialises them, none is lost.
+        let cookie = browser.cookieHeader
+        let pending = (0..<200).map { _ in T.background(port: fixture.port, "/ss/probe?incr=hits", cookie: cookie) }
+        let replies = try pending.map { try $0.value() }
+        #expect(replies.allSatisfy { $0.status == 200 }, "\(Set(replies.map(\.status)))")
+        let final = try browser.probe("/ss/probe?get=hits")
+        #expect(final.json["get"] as? Int == 200)
+        #expect(state.process.isRunning)
+    }
+
+    @Test func aStateServerThatIsDownGives503AndRecovers() throws {
+        let state = try StateServerProcess()
+        let port = state.port
+        let tree = try Self.tree(statePort: port)
+        let fixture = try Fixture.sessions(tree)
+        defer { fixture.finish() }
+        let browser = Browser(fixture)
+        #expect(try browser.probe("/ss/probe?set=k&v=1").aspNet?.mode == "StateServer")
+        // Killed: 503 with Retry-After, the worker stays up, other applications are served.
+        state.stop()
+        for _ in 0..<5 {
+            let reply = try browser.get("/ss/probe?get=k")
+            #expect(reply.status == 503)
+            #expect(reply.headers("retry-after").first == "5")
+            #expect(!reply.text.contains("127.0.0.1:\(port)"))  // no internals on the page
+        }
+        #expect(try Browser(fixture).probe("/probe?set=a&v=1").aspNet?.mode == "InProc")
+        #expect(fixture.worker.isRunning)
+        #expect(fixture.workerLog.contains("Unable to make the session state request to the session state server"))
+        // Back (sessions were in the dead server's memory, so the old one is gone): new ones work.
+        let restarted = try StateServerProcess(port: port)
+        defer { restarted.stop() }
+        let fresh = Browser(fixture)
+        #expect(try fresh.probe("/ss/probe?set=k&v=2").aspNet?.mode == "StateServer")
+        #expect(try fresh.probe("/ss/probe?get=k").get == "2")
+        #expect(fixture.workerLog.contains("the session state server answers again"))
+    }
+
+    /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).
+    @Test func aSilentStateServerGives503WithinTheNetworkTimeout() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 ? getsockname(listener, $0, &length) : -1 }
+        }
+        listen(listener, 64)
+        let tree = try Self.tree(statePort: Int(UInt16(bigEndian: address.sin_port)), timeout: 1)
+        let fixture = try Fixture.sessions(tree)
+        defer { fixture.finish() }
+        let start = Date()
+        let reply = try Browser(fixture).get("/ss/probe?set=k&v=1")
+        #expect(reply.status == 503)
+        #expect(Date().timeIntervalSince(start) < 10)
+        #expect(fixture.worker.isRunning)
+    }
+}
