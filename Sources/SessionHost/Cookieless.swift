@@ -1,3 +1,6 @@
+import SessionState
+import WebConfiguration
+
 /// The cookieless-data segment of a URL (`/app/(S(id)X(1))/rest`, as ASP.NET's `SessionIDManager` and `HttpCookieMode.UseUri` write it): one path segment
 /// right after the application path holding `<letter>(value)` groups. ASP.NET's tokens: `S` the
 /// session ID, `X` the AutoDetect marker, `A` and `F` other features (kept as they are).
@@ -87,5 +90,55 @@ enum DeviceProfile {
     static func supportsCookies(userAgent: String?) -> Bool {
         guard let userAgent else { return true }
         return !cookielessUserAgents.contains { userAgent.contains($0) }
+    }
+}
+
+/// Where a request's ASP.NET session ID travels (`HttpCookieMode`: UseCookies, UseUri,
+/// AutoDetect, UseDeviceProfile), as `SessionIDManager` decides it.
+struct IDTransport {
+    /// The ID travels in the URL's cookieless segment (else in the cookie).
+    var usesURL: Bool
+    /// AutoDetect found the client refuses cookies: the new URL carries `X(1)`.
+    var markDetected = false
+
+    enum Decision {
+        case decided(IDTransport)
+        /// AutoDetect does not know yet: answer with this redirect, which sets a test cookie and
+        /// comes back with `AspxAutoDetectCookieSupport=1`.
+        case probe(Response)
+    }
+
+    static func decide(_ mode: CookieMode, request: Request) -> Decision {
+        switch mode {
+        case .useCookies: return .decided(IDTransport(usesURL: false))
+        case .useUri: return .decided(IDTransport(usesURL: true))
+        case .useDeviceProfile: return .decided(IDTransport(usesURL: !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent"))))
+        case .autoDetect:
+            if !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent")) || request.cookieless?["X"] == "1" {
+                return .decided(IDTransport(usesURL: true))
+            }
+            if !(request.cgiParams["HTTP_COOKIE"] ?? "").isEmpty { return .decided(IDTransport(usesURL: false)) }
+            if request.query("AspxAutoDetectCookieSupport") == "1" { return .decided(IDTransport(usesURL: true, markDetected: true)) }
+            // Probe: does the client send a cookie back?
+            var response = Response.redirect(to: request.rawURI + (request.rawURI.contains("?") ? "&" : "?") + "AspxAutoDetectCookieSupport=1")
+            // A constant, valid name and value: building it cannot fail.
+            if let cookie = try? Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil) { response.setCookie(cookie) }
+            return .probe(response)
+        }
+    }
+
+    /// The ID the request carries this way, if it is a well-formed one.
+    func incomingID(_ request: Request, cookieName: String) -> String? {
+        (usesURL ? request.cookieless?["S"] : request.cookie(named: cookieName)).flatMap(ASPNETSessionID.normalize)
+    }
+
+    /// The redirect that puts `newID` into the URL, as `SessionIDManager` does for cookieless
+    /// sessions (the query is kept).
+    func redirect(_ request: Request, newID: String, applicationPath: String) -> Response {
+        var data = request.cookieless ?? CookielessData()
+        if markDetected { data["X"] = "1" }
+        data["S"] = newID
+        let location = data.insert(into: request.path, applicationPath: applicationPath) + (request.queryString.isEmpty ? "" : "?" + request.queryString)
+        return Response.redirect(to: location)
     }
 }

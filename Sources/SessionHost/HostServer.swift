@@ -82,7 +82,7 @@ public final class HostServer: Service, Sendable {
         let manager = SessionManager(options: sessions, logger: logger)
         self.sessions = manager
         let stores = manager.outOfProcess
-        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: { stores.validate($0) })
+        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: { stores.validate($0) + SessionManager.cookieSettingsErrors($0) })
     }
 
     public func run() async throws {

@@ -85,7 +85,7 @@ package final class SessionManager: Sendable {
     /// web.config at startup, `config check`, the 500.19 page).
     package static func storageValidator(stores: [SessionStoreFactory]) -> @Sendable (EffectiveConfiguration) -> [ConfigurationError] {
         let registry = OutOfProcessStores(factories: stores, queueLimit: 1, logger: Logger(label: "sessionhost.validation"))
-        return { registry.validate($0) }
+        return { registry.validate($0) + cookieSettingsErrors($0) }
     }
 
     /// One domain's session held by a request.
@@ -168,18 +168,7 @@ package final class SessionManager: Sendable {
 
     private func beginASPNET(_ request: inout Request, _ configuration: EffectiveConfiguration, needs: SessionAccess) throws(SessionDomain.AcquireError) -> DomainOutcome {
         let settings = configuration.sessionState
-        guard settings.mode != .off else {
-            request.sessionUnavailable = "Session state is off for this application (sessionState mode=\"Off\")."
-            return .nothing
-        }
-        var access = needs
-        switch configuration.enableSessionState {
-        case .false:
-            if access != .none { request.sessionUnavailable = "Session state is disabled for this folder (pages enableSessionState=\"false\")." }
-            access = .none
-        case .readOnly: access = min(access, .readOnly)
-        case .true: break
-        }
+        guard let access = Self.aspNetAccess(needs: needs, configuration, &request) else { return .nothing }
         let domain: SessionDomain
         switch settings.mode {
         case .inProc: domain = aspNet
@@ -187,99 +176,105 @@ package final class SessionManager: Sendable {
             do { domain = try outOfProcess.domain(for: configuration) } catch { throw .store(error) }
         }
         guard access != .none else {
-            // No session needed: only keep the one the request carries alive, as `SessionStateModule` does with `ResetItemTimeout` (README, Sessions).
-            // The ID is read from wherever it may be, without deciding the cookie mode.
-            let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
-                : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
-            if let id = incoming.flatMap(ASPNETSessionID.normalize) {
-                // A failure is logged, not shown: this request did not ask for the session.
-                do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
-                    logger.warning("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
-                }
-            }
+            keepCarriedSessionAlive(request, configuration, domain: domain)
             return .nothing
         }
-        let application = Self.applicationKey(configuration)
-
-        // Where the ID travels in this request (`HttpCookieMode`: UseCookies, UseUri, AutoDetect, UseDeviceProfile).
-        var usesURL: Bool
-        var markDetected = false
-        switch settings.cookieless {
-        case .useCookies: usesURL = false
-        case .useUri: usesURL = true
-        case .useDeviceProfile: usesURL = !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent"))
-        case .autoDetect:
-            if !DeviceProfile.supportsCookies(userAgent: request.header("User-Agent")) || request.cookieless?["X"] == "1" {
-                usesURL = true
-            } else if !(request.cgiParams["HTTP_COOKIE"] ?? "").isEmpty {
-                usesURL = false
-            } else if request.query("AspxAutoDetectCookieSupport") == "1" {
-                usesURL = true
-                markDetected = true
-            } else {
-                // Probe: does the client send a cookie back?
-                var response = Response.redirect(to: request.rawURI + (request.rawURI.contains("?") ? "&" : "?") + "AspxAutoDetectCookieSupport=1")
-                response.setCookie(try! Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil))
-                return .respond(response)
-            }
+        let transport: IDTransport
+        switch IDTransport.decide(settings.cookieless, request: request) {
+        case .decided(let decided): transport = decided
+        case .probe(let redirect): return .respond(redirect)
         }
-        let incoming = usesURL ? request.cookieless?["S"] : request.cookie(named: settings.cookieName)
-        let id = incoming.flatMap(ASPNETSessionID.normalize)
-        let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+        let application = Self.applicationKey(configuration)
+        let id = transport.incomingID(request, cookieName: settings.cookieName)
         let mode = Self.sessionMode(settings.mode)
         let rule = ASPNETSession.timeoutRule(mode: mode)
         let exclusive = access == .readWrite
-        let readOnly = access == .readOnly
 
-        var sessionID: String
         var held: Held
         if let id, let acquired = try domain.acquire(SessionKey(application: application, id: id), exclusive: exclusive, executionTimeout: configuration.executionTimeout) {
-            sessionID = id
-            held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: readOnly, rule: rule),
+            held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: !exclusive, rule: rule),
                         lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive)
         } else {
-            // No session under this ID here. A URL ID is reused only with
-            // regenerateExpiredSessionId="false" (ASP.NET's unsafe option); a cookie ID only when
-            // another application of this host has a live session under it (one ID serves every
-            // application). Anything else gets a new ID: unknown IDs are never adopted.
-            let adopt: Bool
-            if let id {
-                adopt = usesURL ? !settings.regenerateExpiredSessionId : knownElsewhere(id, domain: domain)
-            } else {
-                adopt = false
-            }
-            if let id, adopt {
-                sessionID = id
-            } else {
-                sessionID = ASPNETSessionID.generate()
-                if usesURL {
-                    // The ID goes into the URL: redirect there, as `SessionIDManager` does for cookieless sessions. The follow-up must find
-                    // the ID known, so it is created (uninitialized) first.
-                    let key = SessionKey(application: application, id: sessionID)
-                    if settings.regenerateExpiredSessionId {
-                        do { try domain.store.createUninitializedItem(key, timeout: timeout) } catch { throw .store(error) }
+            switch try newSession(request, configuration, domain: domain, transport: transport, incoming: id) {
+            case .redirect(let response): return .respond(response)
+            case .created(let sessionID):
+                let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+                held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
+                            lockID: nil, storeHadItem: false, exclusive: exclusive)
+                if !transport.usesURL, sessionID != id {
+                    do { held.cookie = try Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: sessionID) } catch {
+                        // Configuration validation rejects such settings; if one slips through, say so.
+                        logger.error("the session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
                     }
-                    var data = request.cookieless ?? CookielessData()
-                    if markDetected { data["X"] = "1" }
-                    data["S"] = sessionID
-                    let location = data.insert(into: request.path, applicationPath: configuration.application.path)
-                        + (request.queryString.isEmpty ? "" : "?" + request.queryString)
-                    return .respond(Response.redirect(to: location))
                 }
             }
-            held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: readOnly, rule: rule),
-                        lockID: nil, storeHadItem: false, exclusive: exclusive)
-            if !usesURL, sessionID != id {
-                held.cookie = Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: sessionID)
-            }
         }
-        let session = ASPNETSession(contents: held.contents, sessionID: sessionID, mode: mode, cookieMode: Self.cookieMode(settings.cookieless), isCookieless: usesURL)
+        let session = ASPNETSession(contents: held.contents, sessionID: held.key.id, mode: mode, cookieMode: Self.cookieMode(settings.cookieless), isCookieless: transport.usesURL)
         if session.isNewSession, let start = options.onASPNETSessionStart {
             held.contents.writable { start(session) }
         }
         request.session = session
         request.sessionUnavailable = nil
         return .hold(held)
+    }
+
+    /// The access the request gets to the ASP.NET session: what the handler asked for, limited by
+    /// `pages/@enableSessionState`. Nil when session state is off for the application; either way
+    /// `request.sessionUnavailable` says why there is no session.
+    static func aspNetAccess(needs: SessionAccess, _ configuration: EffectiveConfiguration, _ request: inout Request) -> SessionAccess? {
+        guard configuration.sessionState.mode != .off else {
+            request.sessionUnavailable = "Session state is off for this application (sessionState mode=\"Off\")."
+            return nil
+        }
+        switch configuration.enableSessionState {
+        case .false:
+            if needs != .none { request.sessionUnavailable = "Session state is disabled for this folder (pages enableSessionState=\"false\")." }
+            return SessionAccess.none
+        case .readOnly: return min(needs, .readOnly)
+        case .true: return needs
+        }
+    }
+
+    /// A request that needs no session only keeps the one it carries alive, as
+    /// `SessionStateModule` does with `ResetItemTimeout` (README, Sessions). The ID is read from
+    /// wherever it may be, without deciding the cookie mode; a failure is logged, not shown.
+    private func keepCarriedSessionAlive(_ request: Request, _ configuration: EffectiveConfiguration, domain: SessionDomain) {
+        let settings = configuration.sessionState
+        let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
+            : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
+        guard let id = incoming.flatMap(ASPNETSessionID.normalize) else { return }
+        do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
+            logger.warning("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
+        }
+    }
+
+    private enum NewSession {
+        case created(id: String)
+        /// Cookieless: the new ID goes into the URL first.
+        case redirect(Response)
+    }
+
+    /// No session under the request's ID here: adopt the ID or issue a new one. A URL ID is
+    /// reused only with regenerateExpiredSessionId="false" (ASP.NET's unsafe option); a cookie
+    /// ID only when another application of this host has a live session under it (one ID
+    /// serves every application). Anything else gets a new ID: unknown IDs are never adopted.
+    private func newSession(
+        _ request: Request, _ configuration: EffectiveConfiguration, domain: SessionDomain, transport: IDTransport, incoming id: String?
+    ) throws(SessionDomain.AcquireError) -> NewSession {
+        let settings = configuration.sessionState
+        if let id, transport.usesURL ? !settings.regenerateExpiredSessionId : knownElsewhere(id, domain: domain) {
+            return .created(id: id)
+        }
+        let sessionID = ASPNETSessionID.generate()
+        guard transport.usesURL else { return .created(id: sessionID) }
+        // The follow-up request must find the ID known, so it is created (uninitialized) first.
+        if settings.regenerateExpiredSessionId {
+            let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+            do { try domain.store.createUninitializedItem(SessionKey(application: Self.applicationKey(configuration), id: sessionID), timeout: timeout) } catch {
+                throw .store(error)
+            }
+        }
+        return .redirect(transport.redirect(request, newID: sessionID, applicationPath: configuration.application.path))
     }
 
     /// Whether another application of this host has a live session under `id` (one ID serves
@@ -313,16 +308,38 @@ package final class SessionManager: Sendable {
 
     /// `ASP.NET_SessionId=…; Path=/; HttpOnly; SameSite=Lax` (`SessionIDManager`'s cookie, README Sessions); `Secure` with
     /// `<httpCookies requireSSL="true">` or SameSite=None.
-    static func aspNetCookie(settings: SessionStateSettings, httpCookies: HTTPCookiesSettings, id: String) -> Cookie? {
+    static func aspNetCookie(settings: SessionStateSettings, httpCookies: HTTPCookiesSettings, id: String) throws(CookieError) -> Cookie {
         let sameSite: Cookie.SameSite? = switch settings.cookieSameSite {
         case .lax: .lax
         case .strict: .strict
         case .none: Cookie.SameSite.none
         case .unspecified: nil
         }
-        return try? Cookie(
+        return try Cookie(
             name: settings.cookieName, value: id, path: "/", domain: httpCookies.domain.isEmpty ? nil : httpCookies.domain,
             secure: httpCookies.requireSSL, httpOnly: true, sameSite: sameSite)
+    }
+
+    /// The configuration errors of the session cookie's settings: a `cookieName` that is not a
+    /// cookie name, or an `<httpCookies domain>` a cookie cannot carry. Without this check the
+    /// cookie could not be built, no cookie would be sent and every request would start a new
+    /// session.
+    package static func cookieSettingsErrors(_ configuration: EffectiveConfiguration) -> [ConfigurationError] {
+        let settings = configuration.sessionState
+        guard settings.mode != .off else { return [] }
+        func located(_ key: String, _ attribute: String, _ message: String) -> ConfigurationError {
+            ConfigurationError(message, at: configuration.sources[key] ?? configuration.sources["system.web/sessionState/mode"] ?? SourceLocation(file: "(default)", line: 1), attribute: attribute)
+        }
+        do throws(CookieError) {
+            _ = try Cookie(name: settings.cookieName, value: "x")
+        } catch {
+            return [located("system.web/sessionState/cookieName", "cookieName", "The session cookie name '\(settings.cookieName)' is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only).")]
+        }
+        let domain = configuration.httpCookies.domain
+        if !domain.isEmpty, domain.contains(where: { $0 == " " || $0 == ";" || $0 == "," || !$0.isASCII || $0.asciiValue.map { $0 < 0x21 || $0 == 0x7F } ?? true }) {
+            return [located("system.web/httpCookies/domain", "domain", "The cookie domain '\(domain)' is not a valid domain for a cookie.")]
+        }
+        return []
     }
 
     private func beginASP(_ request: inout Request, _ configuration: EffectiveConfiguration) throws(SessionDomain.AcquireError) -> DomainOutcome {

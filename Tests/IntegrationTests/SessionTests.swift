@@ -605,6 +605,52 @@ struct SessionTests {
         #expect(try Browser(fixture).probe("/nested/probe").aspNet?.timeout == 5)
     }
 
+    /// A cookie name or domain a cookie cannot carry is a configuration error (file and line),
+    /// not a session that silently never persists.
+    @Test func anInvalidSessionCookieNameIsAConfigurationError() throws {
+        var applications = SessionTree.standardApplications
+        applications["/badcookie"] = SessionTree.webConfig(systemWeb: #"<sessionState cookieName="My Session" />"#)
+        applications["/baddomain"] = SessionTree.webConfig(systemWeb: #"<httpCookies domain="a;b" />"#)
+        let tree = try SessionTree(applications: applications)
+        let fixture = try Fixture.sessions(tree)
+        defer { fixture.finish() }
+        try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
+        #expect(fixture.workerLog.contains("www/badcookie/web.config"))
+        #expect(fixture.workerLog.contains("'My Session' is not a valid cookie name"))
+        let reply = try fixture.get("/badcookie/probe?set=a&v=1")
+        #expect(reply.status == 500)
+        #expect(reply.text.contains("HTTP Error 500.19"))
+        #expect(reply.text.contains("cookieName"))
+        let domain = try fixture.get("/baddomain/probe?set=a&v=1")
+        #expect(domain.status == 500)
+        #expect(domain.text.contains("is not a valid domain for a cookie"))
+        #expect(try Browser(fixture).probe("/probe?set=a&v=1").aspNet?.mode == "InProc")
+    }
+
+    /// StateServer settings are checked with file and line before any request: a malformed
+    /// connection string, a mode the app links no store for.
+    @Test func stateServerSettingsAreChecked() throws {
+        var applications = SessionTree.standardApplications
+        applications["/badss"] = SessionTree.webConfig(systemWeb: #"<sessionState mode="StateServer" stateConnectionString="127.0.0.1:42424" />"#)
+        applications["/goodss"] = SessionTree.webConfig(systemWeb: #"<sessionState mode="StateServer" stateConnectionString="tcpip=127.0.0.1:42424" />"#)
+        let tree = try SessionTree(applications: applications)
+        let fixture = try Fixture.sessions(tree)
+        defer { fixture.finish() }
+        try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
+        #expect(fixture.workerLog.contains("The <sessionState> stateConnectionString is invalid."))
+        #expect(fixture.workerLog.contains("www/badss/web.config"))
+        let reply = try fixture.get("/badss/probe?set=a&v=1")
+        #expect(reply.status == 500)
+        #expect(reply.text.contains("stateConnectionString"))
+        // The TestWorker links no StateServer store: the mode itself is the error there.
+        let plain = try Fixture.sessions(tree, worker: "TestWorker")
+        defer { plain.finish() }
+        try plain.waitUntil("the startup check finishes") { plain.workerLog.contains("configuration check finished") }
+        #expect(plain.workerLog.contains("The session-state mode 'StateServer' is not available in this app"))
+        #expect(plain.workerLog.contains("www/goodss/web.config"))
+        #expect(!fixture.workerLog.contains("www/goodss/web.config"))
+    }
+
     // MARK: Expiry and Session_End (TestWorker, manual clock)
 
     /// The TestWorker's `/sessions/…` answers.
