@@ -13,6 +13,10 @@ Parts (ONLY=hello,sessions,memory by default; any comma-separated subset):
             mod_proxy_fcgi, enablereuse=on) at -c1 and -c16, in the same rounds.
   idle      the Swift host with 4 threads behind nginx with 32 kept upstream connections (more
             kept connections than threads) next to the same worker with 64 threads, at -c32.
+  stateserver  the session counter of one Swift worker on InProc and on StateServer (a
+            session-state-server on this machine), next to php-fpm 8.2 with redis sessions
+            (phpredis, locking on, a redis-server without persistence), 10 000 sessions rotated
+            each; then the state server's RSS with 100 000 sessions.
 """
 import http.client
 import os
@@ -29,7 +33,8 @@ import time
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 THREADS = int(os.environ.get("THREADS", "64"))
-PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle").split(",") if part]
+PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle,stateserver").split(",") if part]
+ALL_PARTS = {"hello", "sessions", "memory", "apache", "idle", "stateserver"}
 SESSIONS = int(os.environ.get("SESSIONS", "10000"))  # rotated by the counter cells
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
@@ -56,6 +61,8 @@ http {{
     upstream swift_mem {{ server unix:{dir}/swift-mem.sock; keepalive {keepalive}; }}
     upstream swift_few {{ server unix:{dir}/swift-few.sock; keepalive {keepalive}; }}
     upstream php_keep {{ server unix:{dir}/php.sock; keepalive {keepalive}; }}
+    upstream swift_ss {{ server unix:{dir}/swift-ss.sock; keepalive {keepalive}; }}
+    upstream php_redis {{ server unix:{dir}/php-redis.sock; keepalive {keepalive}; }}
     server {{
         listen 127.0.0.1:{port};
         location /return {{ return 200 "hello"; }}
@@ -68,6 +75,12 @@ http {{
         location /php/ {{
             root {dir}/www;
             fastcgi_pass php_keep; fastcgi_keep_conn on; include {params};
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        }}
+        location /swift-ss/ {{ fastcgi_pass swift_ss; fastcgi_keep_conn on; include {params}; }}
+        location /php-redis/ {{
+            root {dir}/www;
+            fastcgi_pass php_redis; fastcgi_keep_conn on; include {params};
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
         }}
     }}
@@ -118,6 +131,43 @@ php_admin_value[session.save_path] = {dir}/php-sessions
 php_admin_value[session.gc_probability] = 0
 php_admin_flag[log_errors] = on
 php_admin_value[error_log] = {dir}/logs/php-errors.log
+"""
+
+# The redis pool of the stateserver part: phpredis' session handler with its locking on (off by
+# default, which would let concurrent requests of one session overwrite each other).
+PHP_FPM_REDIS_POOL = """
+[redis]
+listen = {dir}/php-redis.sock
+listen.mode = 0660
+listen.backlog = 511
+pm = static
+pm.max_children = {children}
+pm.max_requests = 0
+catch_workers_output = yes
+php_admin_value[session.save_handler] = redis
+php_admin_value[session.save_path] = "tcp://127.0.0.1:{redis_port}"
+php_admin_value[session.gc_probability] = 0
+php_admin_value[redis.session.locking_enabled] = 1
+php_admin_value[redis.session.lock_wait_time] = 2000
+php_admin_value[redis.session.lock_retries] = 5000
+php_admin_flag[log_errors] = on
+php_admin_value[error_log] = {dir}/logs/php-errors.log
+"""
+
+# The stateserver part's worker configuration: the root application InProc (the default), the
+# application /swift-ss/ss on the state server.
+SS_APPLICATION_HOST = """<configuration>
+  <system.applicationHost><sites>
+    <site name="Bench" id="1">
+      <application path="/"><virtualDirectory path="/" physicalPath="../ss-www" /></application>
+      <application path="/swift-ss/ss"><virtualDirectory path="/" physicalPath="../ss-app" /></application>
+    </site>
+  </sites></system.applicationHost>
+</configuration>
+"""
+SS_WEB_CONFIG = """<configuration><system.web>
+  <sessionState mode="StateServer" stateConnectionString="tcpip=127.0.0.1:{state_port}" />
+</system.web></configuration>
 """
 
 PHP_COUNTER = """<?php
@@ -356,15 +406,16 @@ def find_php_fpm():
 
 def main():
     swift_binary, c_binary = sys.argv[1], sys.argv[2]
-    unknown = set(PARTS) - {"hello", "sessions", "memory", "apache", "idle"}
+    state_binary = sys.argv[3] if len(sys.argv) > 3 else None
+    unknown = set(PARTS) - ALL_PARTS
     if unknown or not PARTS:
-        raise SystemExit(f"ONLY: unknown parts {sorted(unknown)}; use hello, sessions, memory, apache, idle (comma-separated)")
+        raise SystemExit(f"ONLY: unknown parts {sorted(unknown)}; use {', '.join(sorted(ALL_PARTS))} (comma-separated)")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     logs = os.path.join(repo, "Benchmarks/.out/logs")  # kept after the run
     shutil.rmtree(logs, ignore_errors=True)
     os.makedirs(logs)
     work = tempfile.mkdtemp(prefix="sessionhost-bench-")
-    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "php-sessions"):
+    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "php-sessions", "ss-config", "ss-www", "ss-app"):
         os.makedirs(os.path.join(work, sub))
     os.chmod(work, 0o755)
     port = free_port()
@@ -408,7 +459,7 @@ def main():
     def up(pattern):
         return lambda: os.path.exists(f"{work}/{pattern}")
 
-    results, notes, memory = {}, [], None
+    results, notes, memory, state_memory = {}, [], None, None
     cells = []  # (key, label, path, connections, script)
     cell_ports = {}  # key -> port, for cells not served through nginx
     hello_targets = [("nginx return 200", "/return"), ("C libfcgi", "/c-keep/"), ("Swift host", "/swift-keep/"),
@@ -422,18 +473,35 @@ def main():
             start("c-hello-apache", [c_binary, f"{work}/c-apache.sock", str(THREADS)])
         swift = swift_worker("swift", "swift.sock") if {"hello", "sessions", "apache", "idle"} & set(PARTS) else None
         few = swift_worker("swift-few", "swift-few.sock", IDLE_THREADS) if "idle" in PARTS else None
-        if "sessions" in PARTS:
-            with open(f"{work}/www/php/counter.php", "w") as script:
-                script.write(PHP_COUNTER)
+        if "stateserver" in PARTS:
+            state_port, redis_port = free_port(), free_port()
+            state = start("state-server", [state_binary, "--listen", f"127.0.0.1:{state_port}", "--log-level", "warning"])
+            redis = start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            with open(f"{work}/ss-config/applicationHost.config", "w") as conf:
+                conf.write(SS_APPLICATION_HOST)
+            with open(f"{work}/ss-app/web.config", "w") as conf:
+                conf.write(SS_WEB_CONFIG.format(state_port=state_port))
+            ss_worker = start("swift-ss", [swift_binary, "serve", "--listen", f"unix:{work}/swift-ss.sock", "--threads", str(THREADS),
+                                           "--log-level", "warning", "--config-dir", f"{work}/ss-config"])
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", state_port)) == 0, "the state server", processes)
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
+        if {"sessions", "stateserver"} & set(PARTS):
+            for folder in ("php", "php-redis"):
+                with open(f"{work}/www/{folder}/counter.php", "w") as script:
+                    script.write(PHP_COUNTER)
             with open(f"{work}/www/php/opcache.php", "w") as script:
                 script.write(PHP_OPCACHE)
             with open(f"{work}/php-fpm.conf", "w") as conf:
                 conf.write(PHP_FPM_CONF.format(dir=work, children=PHP_CHILDREN))
+                if "stateserver" in PARTS:
+                    conf.write(PHP_FPM_REDIS_POOL.format(dir=work, children=PHP_CHILDREN, redis_port=redis_port))
             php_fpm = find_php_fpm()
             start("php-fpm", [php_fpm, "-y", f"{work}/php-fpm.conf", "-F"] + (["-R"] if os.geteuid() == 0 else []))
         wait_for(lambda: all(os.path.exists(f"{work}/{sock}") for sock, part in
                              (("c.sock", "hello"), ("c-apache.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
-                              ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"))
+                              ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"),
+                              ("swift-ss.sock", "stateserver"), ("php-redis.sock", "stateserver"))
                              if part in PARTS), "the workers", processes)
         if "apache" in PARTS:
             if as_root:  # c-hello makes its socket 0660 root:root; Apache's children run as www-data
@@ -482,6 +550,15 @@ def main():
                       ("swift-counter", "Swift counter (ASP.NET session, InProc)", "/swift-keep/counter", CONNECTIONS, swift_lua),
                       ("php-counter", "php-fpm 8.2 counter (files sessions)", "/php/counter.php", CONNECTIONS, php_lua)]
 
+        if "stateserver" in PARTS:
+            progress(f"creating {SESSIONS:,} sessions each: Swift InProc, Swift StateServer, php-fpm redis")
+            ss_paths = {"ss-inproc": "/swift-ss/counter", "ss-state": "/swift-ss/ss/counter", "php-redis": "/php-redis/counter.php"}
+            ss_ids = {key: create_sessions(port, path, PHP_COOKIE if key == "php-redis" else ASP_COOKIE, SESSIONS) for key, path in ss_paths.items()}
+            ss_lua = {key: rotation_script(f"{work}/{key}.lua", PHP_COOKIE if key == "php-redis" else ASP_COOKIE, ids) for key, ids in ss_ids.items()}
+            cells += [("ss-inproc", "Swift counter, InProc (the same worker)", ss_paths["ss-inproc"], CONNECTIONS, ss_lua["ss-inproc"]),
+                      ("ss-state", "Swift counter, StateServer (session-state-server)", ss_paths["ss-state"], CONNECTIONS, ss_lua["ss-state"]),
+                      ("php-redis", "php-fpm 8.2 counter, redis sessions (locking on)", ss_paths["php-redis"], CONNECTIONS, ss_lua["php-redis"])]
+
         counted = {}
         if cells:
             for key, _, path, _, script in {(c[2], c[4], cell_ports.get(c[0], port)): c for c in cells}.values():  # warm-up, once per path
@@ -501,6 +578,18 @@ def main():
             notes.append(check_counters(port, "/swift-keep/counter", ASP_COOKIE, swift_ids, counted["/swift-keep/counter"], ROUNDS + 1))
             notes.append(check_counters(port, "/php/counter.php", PHP_COOKIE, php_ids, counted["/php/counter.php"], ROUNDS + 1))
             notes.append(f"Swift worker RSS with {SESSIONS:,} counter sessions: {rss_kib(swift.pid) / 1024:.1f} MiB")
+
+        if "stateserver" in PARTS:
+            progress("reading back every StateServer-part counter")
+            for key, path in ss_paths.items():
+                notes.append(check_counters(port, path, PHP_COOKIE if key == "php-redis" else ASP_COOKIE, ss_ids[key], counted[path], ROUNDS + 1))
+            progress(f"state server memory: {FILL:,} sessions")
+            state_cold = rss_kib(state.pid)
+            with open(f"{work}/fill-ss.lua", "w") as script:
+                script.write(FILL_LUA.format(target=FILL))
+            ss_fill_report, ss_fill_seconds = fill_sessions(port, f"{work}/fill-ss.lua", "/swift-ss/ss/fill", "/swift-ss/ss/hello")
+            time.sleep(1)
+            state_memory = {"before": state_cold, "filled": rss_kib(state.pid), "seconds": ss_fill_seconds, "report": ss_fill_report}
 
         if "memory" in PARTS:
             progress(f"memory: a fresh worker, {FILL:,} sessions")
@@ -594,6 +683,27 @@ def main():
               f"{'met' if plain_ratio >= 0.85 else 'NOT met'} |")
         print(f"| Swift counter / php-fpm counter | {php_ratio:.2f} | {', '.join(f'{r:.2f}' for r in per_round_php)} | ≥ 2 "
               f"{'met' if php_ratio >= 2 else 'NOT met'} |")
+    if "stateserver" in PARTS:
+        print(f"\nStateServer: {SESSIONS:,} pre-created sessions per target, rotated round-robin by a wrk Lua script, "
+              f"-c{CONNECTIONS}, upstream keepalive; the state server and redis-server on this machine\n")
+        print("| target | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for key in ("ss-inproc", "ss-state", "php-redis"):
+            label = next(c[1] for c in cells if c[0] == key)
+            print(f"| {label} | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
+        per_round = [s[0] / p[0] for s, p in zip(results["ss-state"], results["php-redis"])]
+        ratio = median("ss-state", 0) / median("php-redis", 0)
+        print("\n| ratio (req/s, medians) | value | per round | target |")
+        print("|---|---:|---|---|")
+        print(f"| StateServer counter / php-fpm redis counter | {ratio:.2f} | {', '.join(f'{r:.2f}' for r in per_round)} | ≥ 1.5 "
+              f"{'met' if ratio >= 1.5 else 'NOT met'} |")
+        print(f"| StateServer counter / InProc counter | {median('ss-state', 0) / median('ss-inproc', 0):.2f} | | |")
+        print(f"| StateServer p99 / php-fpm redis p99 | {median('ss-state', 2) / median('php-redis', 2):.2f} | | |")
+        if state_memory:
+            added = state_memory["filled"] - state_memory["before"]
+            print(f"\nsession-state-server RSS: {state_memory['before'] / 1024:.1f} MiB with the {3 * SESSIONS:,} counter-part sessions "
+                  f"(InProc ones are not there), {state_memory['filled'] / 1024:.1f} MiB after {FILL:,} more sessions of four short "
+                  f"strings ({added * 1024 / FILL:,.0f} bytes each, filled in {state_memory['seconds']:.1f} s through nginx)")
     if memory:
         added = memory["filled"] - memory["cold"]
         added_warm = memory["filled"] - memory["warm"]

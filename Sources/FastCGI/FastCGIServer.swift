@@ -255,7 +255,13 @@ private final class Worker {
     }
 
     func run() {
-        defer { server.workerExited() }
+        defer {
+            BlockingHint.install(nil)
+            server.workerExited()
+        }
+        let scheduler = scheduler
+        let slot = slot
+        BlockingHint.install(BlockingHint.Handler { scheduler.willBlock(slot) })
         guard scheduler.takeTurn(slot) else { return }
         while let connection = pool.next() {
             if server.isStopping {

@@ -97,6 +97,22 @@ final class WorkerScheduler: @unchecked Sendable {
         }
     }
 
+    /// `slot`'s thread is about to block inside its request (I/O, a lock wait): its turn goes to
+    /// a benched thread now, as the watchdog would after `blockedAfter`. The thread finishes its
+    /// request as an extra one and goes back through `requestEnded`.
+    func willBlock(_ slot: WorkerSlot) {
+        guard slot.servingSince.load(ordering: .relaxed) != 0, !slot.excused.load(ordering: .relaxed) else { return }
+        let woken = state.withLock { state -> WorkerSlot? in
+            guard !state.stopped, !slot.excused.load(ordering: .sequentiallyConsistent) else { return nil }
+            slot.excused.store(true, ordering: .sequentiallyConsistent)
+            state.active -= 1
+            guard state.active < activeLimit, let next = state.bench.popLast() else { return nil }
+            state.active += 1
+            return next
+        }
+        woken?.turn.signal()
+    }
+
     /// Wakes every benched thread so that it can exit.
     func stop() {
         watchdogStopped.store(true, ordering: .relaxed)
@@ -138,7 +154,7 @@ final class WorkerScheduler: @unchecked Sendable {
         guard !blocked.isEmpty else { return running }
         let woken = state.withLock { state -> [WorkerSlot] in
             guard !state.stopped else { return [] }
-            for slot in blocked {
+            for slot in blocked where !slot.excused.load(ordering: .sequentiallyConsistent) {
                 slot.excused.store(true, ordering: .sequentiallyConsistent)
                 // Checked again after the store: the request may have ended (or a new one begun)
                 // since the scan.

@@ -250,6 +250,7 @@ public final class HostServer: Service, Sendable {
                 result.withLock { $0 = outcome }
                 done.signal()
             }
+            BlockingHint.willBlock()
             done.wait()
             return try result.withLock { $0! }.get()
         }

@@ -91,6 +91,7 @@ public final class SessionDomain: Sendable {
                     guard admitted else { throw .queueLimitExceeded }
                     queued = true
                 }
+                BlockingHint.willBlock()
                 store.waitForRelease(key, lockID: holder, deadline: .now + (executionTimeout - lockAge))
             }
         }

@@ -11,7 +11,9 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
         self.id = id
     }
 
-    public var description: String { "\(application)#\(id)" }
+    /// For logs: the session ID shortened to its first four characters, so that a log line
+    /// names a session without handing out the ID that opens it.
+    public var description: String { "\(application)#\(id.prefix(4))…" }
 }
 
 /// What a store keeps for a session: its items and its timeout.

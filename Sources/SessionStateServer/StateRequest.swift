@@ -33,23 +33,23 @@ package struct StateRequest: Sendable, Equatable {
         package var reason: String
     }
 
-    /// The request head, already split into lines (without CRLF); `body` as framed by
-    /// `Content-Length`.
-    package init(requestLine: Substring, headers: [(name: Substring, value: Substring)], body: [UInt8]) throws(Invalid) {
-        let parts = requestLine.split(separator: " ", omittingEmptySubsequences: true)
+    /// The request head: its request line, its headers by lower-cased name (the first of a
+    /// repeated one), and `body` as framed by `Content-Length`.
+    package init(requestLine: Substring, headers: [String: Substring], body: [UInt8]) throws(Invalid) {
+        let parts = requestLine.utf8.split(separator: UInt8(ascii: " ")).map { Substring($0) }
         guard parts.count == 3, parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0" else {
             throw Invalid(reason: "malformed request line")
         }
+        // `headers` is keyed by lower-cased names; `display` is the name in error messages.
         func header(_ name: String) -> Substring? {
-            let folded = name.lowercased()
-            return headers.first { $0.name.lowercased() == folded }?.value
+            headers[name]
         }
-        func integer(_ name: String) throws(Invalid) -> Int? {
+        func integer(_ name: String, _ display: String) throws(Invalid) -> Int? {
             guard let text = header(name) else { return nil }
-            guard let value = Int(text.trimmingSpaces), value >= 0 else { throw Invalid(reason: "Invalid header \(name)") }
+            guard let value = Int(text), value >= 0 else { throw Invalid(reason: "Invalid header \(display)") }
             return value
         }
-        let connection = header("Connection")?.lowercased()
+        let connection = header("connection")?.lowercased()
         keepAlive = parts[2] == "HTTP/1.1" ? connection != "close" : connection == "keep-alive"
         // ASP.NET's client URL-encodes the whole key (`/LM/W3SVC/…` becomes `%2fLM%2fW3SVC…`) and
         // sends no leading `/`; a client that adds one (as HTTP wants, or as ASP.NET 1.1 did in
@@ -60,15 +60,15 @@ package struct StateRequest: Sendable, Equatable {
         guard !key.isEmpty else { throw Invalid(reason: "empty session key") }
         self.body = body
         // Both spellings: the protocol's examples write Lock-Cookie, aspnet_state answers LockCookie.
-        var lockCookie = try integer("LockCookie")
-        if lockCookie == nil { lockCookie = try integer("Lock-Cookie") }
+        var lockCookie = try integer("lockcookie", "LockCookie")
+        if lockCookie == nil { lockCookie = try integer("lock-cookie", "LockCookie") }
         switch parts[0] {
         case "GET":
-            switch header("Exclusive")?.trimmingSpaces.lowercased() {
+            switch header("exclusive")?.lowercased() {
             case nil:
-                operation = .get(acquire: false, waitMilliseconds: try integer("X-SessionHost-Wait"))
+                operation = .get(acquire: false, waitMilliseconds: try integer("x-sessionhost-wait", "X-SessionHost-Wait"))
             case "acquire":
-                operation = .get(acquire: true, waitMilliseconds: try integer("X-SessionHost-Wait"))
+                operation = .get(acquire: true, waitMilliseconds: try integer("x-sessionhost-wait", "X-SessionHost-Wait"))
             case "release":
                 guard let lockCookie else { throw Invalid(reason: "Invalid header LockCookie") }
                 operation = .release(lockCookie: lockCookie)
@@ -76,10 +76,10 @@ package struct StateRequest: Sendable, Equatable {
                 throw Invalid(reason: "Invalid header Exclusive")
             }
         case "PUT":
-            let timeout = try integer("Timeout") ?? 20
+            let timeout = try integer("timeout", "Timeout") ?? 20
             guard timeout <= Self.maxTimeout else { throw Invalid(reason: "Invalid header Timeout") }
-            let flags = try integer("ExtraFlags") ?? 0
-            operation = .put(timeout: timeout, lockCookie: lockCookie, uninitialized: flags & 1 != 0, strict: header("X-SessionHost-Strict-Lock")?.trimmingSpaces == "1")
+            let flags = try integer("extraflags", "ExtraFlags") ?? 0
+            operation = .put(timeout: timeout, lockCookie: lockCookie, uninitialized: flags & 1 != 0, strict: header("x-sessionhost-strict-lock") == "1")
         case "DELETE":
             operation = .delete(lockCookie: lockCookie)
         case "HEAD":

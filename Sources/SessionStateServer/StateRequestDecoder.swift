@@ -50,25 +50,31 @@ package struct StateRequestDecoder: ByteToMessageDecoder {
         }
         let headLength = headEnd - view.startIndex
         guard headLength <= maxHeadSize else { return .invalid(status: 431, reason: "request head larger than \(maxHeadSize) bytes") }
-        let head = String(decoding: view[view.startIndex..<headEnd], as: UTF8.self)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+        // Parsed as bytes: a String split on "\r\n" would walk grapheme clusters.
+        var lines = Array(view[view.startIndex..<headEnd]).split(separator: 10, omittingEmptySubsequences: false).map { line in
+            line.last == 13 ? line.dropLast() : line
+        }
         // Blank lines before a request line are tolerated (RFC 9112 §2.2).
         while lines.first?.isEmpty == true { lines.removeFirst() }
         guard let requestLine = lines.first else { return .invalid(status: 400, reason: "empty request") }
-        var headers: [(name: Substring, value: Substring)] = []
+        // Names lower-cased once here; the first of a repeated header counts.
+        var headers: [String: Substring] = [:]
         for line in lines.dropFirst() where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon != line.startIndex else {
                 return .invalid(status: 400, reason: "malformed header line")
             }
-            headers.append((line[..<colon], line[line.index(after: colon)...].trimmingSpaces))
+            let name = String(decoding: line[..<colon].map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }, as: UTF8.self)
+            if headers[name] == nil {
+                headers[name] = Substring(String(decoding: line[(colon + 1)...], as: UTF8.self)).trimmingSpaces
+            }
         }
         var bodyLength = 0
-        if let value = headers.first(where: { $0.name.lowercased() == "content-length" })?.value {
+        if let value = headers["content-length"] {
             guard let length = Int(value), length >= 0 else { return .invalid(status: 400, reason: "Invalid header Content-Length") }
             guard length <= maxBodySize else { return .invalid(status: 413, reason: "request body of \(length) bytes; this server accepts at most \(maxBodySize)") }
             bodyLength = length
         }
-        if headers.contains(where: { $0.name.lowercased() == "transfer-encoding" }) {
+        if headers["transfer-encoding"] != nil {
             return .invalid(status: 400, reason: "Transfer-Encoding is not supported (send Content-Length)")
         }
         let total = headLength + 4 + bodyLength
@@ -76,7 +82,7 @@ package struct StateRequestDecoder: ByteToMessageDecoder {
         buffer.moveReaderIndex(forwardBy: headLength + 4)
         let body = buffer.readBytes(length: bodyLength) ?? []
         do {
-            return .request(try StateRequest(requestLine: requestLine, headers: headers, body: body))
+            return .request(try StateRequest(requestLine: Substring(String(decoding: requestLine, as: UTF8.self)), headers: headers, body: body))
         } catch {
             return .invalid(status: 400, reason: error.reason)
         }

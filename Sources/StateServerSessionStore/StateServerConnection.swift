@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Locking
 import SessionState
 
 /// One answer of a state server.
@@ -10,9 +11,9 @@ struct StateServerReply: Sendable {
     /// The server asked to close the connection after this answer.
     var closes: Bool
 
+    /// `name` in lower case (header names are stored lower-cased).
     func header(_ name: String) -> String? {
-        let folded = name.lowercased()
-        return headers.first { $0.name.lowercased() == folded }?.value
+        headers.first { $0.name == name }?.value
     }
 }
 
@@ -21,6 +22,8 @@ struct StateServerReply: Sendable {
 final class StateServerConnection {
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// What `recv` reads into, allocated once per connection.
+    private var scratch = [UInt8](repeating: 0, count: 16 * 1024)
     private let host: String
     /// Whether a request went through it (a failure on a reused connection may just mean the
     /// server closed it while idle).
@@ -28,6 +31,7 @@ final class StateServerConnection {
 
     /// Connects to `address`; throws `unavailable` or `timeout`.
     init(address: StateServerAddress, timeout: Duration) throws(SessionStoreError) {
+        BlockingHint.willBlock()
         host = address.host
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -92,6 +96,8 @@ final class StateServerConnection {
     /// Sends one request and reads its answer. `bodyless`: a HEAD, whose answer has no body.
     func exchange(verb: String, target: String, headers: [(String, String)], body: [UInt8]?) throws(SessionStoreError) -> StateServerReply {
         used = true
+        // The worker thread waits for the network now: its pool may let another thread run.
+        BlockingHint.willBlock()
         var head = "\(verb) \(target) HTTP/1.1\r\nHost: \(host)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if let body { head += "Content-Length: \(body.count)\r\n" }
@@ -114,40 +120,51 @@ final class StateServerConnection {
     }
 
     private func readReply(bodyless: Bool) throws(SessionStoreError) -> StateServerReply {
+        var searched = 0
         while true {
-            if let end = Self.endOfHead(buffer) {
-                let head = String(decoding: buffer[..<end], as: UTF8.self)
-                var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-                let statusLine = lines.removeFirst().split(separator: " ")
-                guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
-                    throw SessionStoreError(.refused, "the state server sent a malformed answer")
-                }
-                var headers: [(name: String, value: String)] = []
-                for line in lines {
-                    guard let colon = line.firstIndex(of: ":") else { continue }
-                    headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
-                }
-                let reply = StateServerReply(status: status, headers: headers, body: [], closes: false)
-                let length = bodyless ? 0 : (reply.header("Content-Length").flatMap { Int($0) } ?? 0)
+            if let end = Self.endOfHead(buffer, from: searched) {
+                var reply = try Self.parseHead(buffer[..<end])
+                let length = bodyless ? 0 : (reply.header("content-length").flatMap { Int($0) } ?? 0)
                 guard length >= 0, length <= 1 << 30 else { throw SessionStoreError(.refused, "the state server announced a body of \(length) bytes") }
                 while buffer.count < end + 4 + length { try receive() }
-                var complete = reply
-                complete.body = Array(buffer[(end + 4)..<(end + 4 + length)])
-                complete.closes = reply.header("Connection")?.lowercased() == "close"
+                reply.body = Array(buffer[(end + 4)..<(end + 4 + length)])
+                reply.closes = reply.header("connection")?.lowercased() == "close"
                 buffer.removeFirst(end + 4 + length)
-                return complete
+                return reply
             }
             guard buffer.count <= 64 * 1024 else { throw SessionStoreError(.refused, "the state server's answer head is over 64 KiB") }
+            searched = max(0, buffer.count - 3)
             try receive()
         }
     }
 
+    /// The status line and headers (names lower-cased), from the bytes before the blank line.
+    private static func parseHead(_ head: ArraySlice<UInt8>) throws(SessionStoreError) -> StateServerReply {
+        var lines = head.split(separator: 10, omittingEmptySubsequences: false).map { line in
+            line.last == 13 ? line.dropLast() : line
+        }
+        let statusLine = lines.removeFirst()
+        // "HTTP/1.x NNN …"
+        let parts = statusLine.split(separator: UInt8(ascii: " "), maxSplits: 2)
+        guard parts.count >= 2, parts[0].starts(with: Array("HTTP/1.".utf8)), parts[1].count == 3,
+              let status = Int(String(decoding: parts[1], as: UTF8.self))
+        else { throw SessionStoreError(.refused, "the state server sent a malformed answer") }
+        var headers: [(name: String, value: String)] = []
+        for line in lines {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            var value = line[(colon + 1)...]
+            while value.first == UInt8(ascii: " ") || value.first == 9 { value = value.dropFirst() }
+            while value.last == UInt8(ascii: " ") || value.last == 9 { value = value.dropLast() }
+            headers.append((String(decoding: line[..<colon], as: UTF8.self).lowercased(), String(decoding: value, as: UTF8.self)))
+        }
+        return StateServerReply(status: status, headers: headers, body: [], closes: false)
+    }
+
     private func receive() throws(SessionStoreError) {
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let count = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count > 0 {
-                buffer.append(contentsOf: chunk[..<count])
+                buffer.append(contentsOf: scratch[..<count])
                 return
             }
             if count == 0 { throw SessionStoreError(.unavailable, "the state server closed the connection") }
@@ -163,10 +180,13 @@ final class StateServerConnection {
         return SessionStoreError(.unavailable, "error \(doing) the state server: \(String(cString: strerror(code)))")
     }
 
-    private static func endOfHead(_ bytes: [UInt8]) -> Int? {
+    /// Where the blank line after the head starts, searching from `start`.
+    private static func endOfHead(_ bytes: [UInt8], from start: Int) -> Int? {
         guard bytes.count >= 4 else { return nil }
-        for index in 0...(bytes.count - 4) where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
-            return index
+        var index = start
+        while index <= bytes.count - 4 {
+            if bytes[index] == 13, bytes[index + 1] == 10, bytes[index + 2] == 13, bytes[index + 3] == 10 { return index }
+            index += 1
         }
         return nil
     }

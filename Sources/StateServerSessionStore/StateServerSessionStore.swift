@@ -208,12 +208,12 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
             do { data = try ASPNETSessionStateFormat.decode(reply.body, compressed: configuration.compressionEnabled) } catch {
                 throw SessionStoreError(.corrupt, "the session of application \(key.application) cannot be read: \(error.description)", underlying: error)
             }
-            let lockID = reply.header("LockCookie").flatMap(Int.init).map(LockID.init)
-            return .found(data, lockID: lockID, actions: reply.header("ActionFlags") == "1" ? .initializeItem : .none)
+            let lockID = reply.header("lockcookie").flatMap(Int.init).map(LockID.init)
+            return .found(data, lockID: lockID, actions: reply.header("actionflags") == "1" ? .initializeItem : .none)
         case 404:
             return .notFound
         case 423:
-            guard let cookie = reply.header("LockCookie").flatMap(Int.init) else {
+            guard let cookie = reply.header("lockcookie").flatMap(Int.init) else {
                 throw SessionStoreError(.refused, "the state server answered 423 without a lock cookie")
             }
             return .locked(lockAge: lockAge(reply), lockID: LockID(cookie))
@@ -225,10 +225,10 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     /// `LockAge` in seconds, else from `LockDate` (local-time ticks), as ASP.NET's client; an
     /// age of a year or more counts as 0.
     private func lockAge(_ reply: StateServerReply) -> Duration {
-        if let seconds = reply.header("LockAge").flatMap(Int.init), seconds >= 0, seconds < 365 * 86_400 {
+        if let seconds = reply.header("lockage").flatMap(Int.init), seconds >= 0, seconds < 365 * 86_400 {
             return .seconds(seconds)
         }
-        if let ticks = reply.header("LockDate").flatMap(Int64.init) {
+        if let ticks = reply.header("lockdate").flatMap(Int64.init) {
             let now = Date()
             let local = now.timeIntervalSince1970 + Double(TimeZone.current.secondsFromGMT(for: now))
             let age = local - Double(ticks - 621_355_968_000_000_000) / 10_000_000
@@ -284,7 +284,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     }
 
     private func noteExtensions(_ reply: StateServerReply) {
-        let offered = reply.header("X-SessionHost")?.lowercased() ?? ""
+        let offered = reply.header("x-sessionhost")?.lowercased() ?? ""
         extensions.withLock { extensions in
             guard !extensions.known else { return }
             extensions = Extensions(known: true, wait: offered.contains("wait"), strictLock: offered.contains("strict-lock"))
