@@ -74,6 +74,9 @@ public final class HostServer: Service, Sendable {
     public let configurationStore: ConfigurationStore
     /// Both session domains and their stores.
     let sessions: SessionManager
+    /// The session stores' background work, a service to run beside this one (see
+    /// `SessionMaintenance`); `SessionHostMain` adds it to its `ServiceGroup`.
+    public let sessionMaintenance: SessionMaintenance
 
     public init(configuration: HostConfiguration, routes: Routes, sessions: SessionOptions = SessionOptions(), logger: Logger) {
         self.configuration = configuration
@@ -81,6 +84,7 @@ public final class HostServer: Service, Sendable {
         self.logger = logger
         let manager = SessionManager(options: sessions, logger: logger)
         self.sessions = manager
+        sessionMaintenance = SessionMaintenance(sessions: manager, interval: sessions.expiryCheckInterval, logger: logger)
         let stores = manager.outOfProcess
         configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: { stores.validate($0) + SessionManager.cookieSettingsErrors($0) })
     }
@@ -105,14 +109,6 @@ public final class HostServer: Service, Sendable {
         let store = configurationStore
         let interval = configuration.configurationCheckInterval
         let watcher = Task.detached { await store.watchForChanges(every: interval) }
-        let sessions = self.sessions
-        let expiryInterval = sessions.options.expiryCheckInterval
-        let expiry = Task.detached {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: expiryInterval) } catch { return }
-                sessions.removeExpired()
-            }
-        }
         // SIGHUP forces a reload; it is ignored so that it never kills the worker.
         signal(SIGHUP, SIG_IGN)
         let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
@@ -122,7 +118,6 @@ public final class HostServer: Service, Sendable {
             check.stop()
             hangUp.cancel()
             watcher.cancel()
-            expiry.cancel()
         }
         let outcome = await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -311,5 +306,31 @@ private struct StreamWriter: ResponseBodyWriter {
 
     mutating func flush() throws(ClientGone) {
         guard fastCGI.flush() else { throw ClientGone() }
+    }
+}
+
+/// The background work of the session stores, as a ServiceLifecycle service of the app: every
+/// `interval` it ends expired in-process sessions (raising Session_End) and closes out-of-process
+/// stores that a configuration change left unused. It stops at graceful shutdown, after the
+/// host (put it before the host in the `ServiceGroup`: services stop in reverse order).
+public final class SessionMaintenance: Service, Sendable {
+    let sessions: SessionManager
+    let interval: Duration
+    let logger: Logger
+
+    init(sessions: SessionManager, interval: Duration, logger: Logger) {
+        self.sessions = sessions
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: self.interval) } catch { break }
+                self.sessions.removeExpired()
+            }
+        }
+        sessions.outOfProcess.closeAll()
     }
 }

@@ -216,7 +216,8 @@ struct ServeCommand: ParsableCommand {
         signal(SIGHUP, SIG_IGN)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: host)],
+                // The maintenance first: services stop in reverse order, so it outlives the host.
+                services: [.init(service: host.sessionMaintenance), .init(service: host)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -1,24 +1,24 @@
 import Locking
-public import Logging
+package import Logging
 
 /// The request-independent half of a session domain's pipeline (ASP.NET's
 /// `SessionStateModule` without the HTTP): acquiring a session from its store with ASP.NET's
 /// locking rules, and the release decision table. The host adds IDs, cookies and URLs.
-public final class SessionDomain: Sendable {
+package final class SessionDomain: Sendable {
     /// "ASP.NET" or "ASP", for logs.
-    public let name: String
-    public let store: any SessionStateStore
+    package let name: String
+    package let store: any SessionStateStore
     /// Requests that may wait for one session's lock at once; more get `queueLimitExceeded`.
-    public let queueLimit: Int
+    package let queueLimit: Int
     /// Whether a Session_Start handler exists: new sessions are then always kept.
-    public let hasStartHandler: Bool
+    package let hasStartHandler: Bool
     private let endHandler: (@Sendable (EndedSession) -> Void)?
     /// Whether the store reports ended sessions (only then is Session_End raised).
-    public let raisesEnd: Bool
+    package let raisesEnd: Bool
     private let waiting = Locked<[SessionKey: Int]>([:])
     private let logger: Logger
 
-    public init(
+    package init(
         name: String, store: any SessionStateStore, queueLimit: Int = 50, hasStartHandler: Bool,
         onEnd: (@Sendable (EndedSession) -> Void)?, logger: Logger
     ) {
@@ -36,11 +36,11 @@ public final class SessionDomain: Sendable {
         }
     }
 
-    public enum AcquireError: Error, Sendable, CustomStringConvertible {
+    package enum AcquireError: Error, Sendable, CustomStringConvertible {
         case queueLimitExceeded
         case store(SessionStoreError)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .queueLimitExceeded: "The request queue limit of the session is exceeded."
             case .store(let error): "The session-state store failed: \(error.message)"
@@ -49,18 +49,18 @@ public final class SessionDomain: Sendable {
     }
 
     /// A session read from the store.
-    public struct Acquired: Sendable {
-        public var data: SessionStateStoreData
+    package struct Acquired: Sendable {
+        package var data: SessionStateStoreData
         /// The lock taken (read-write requests).
-        public var lockID: LockID?
+        package var lockID: LockID?
         /// The item was created uninitialized: the session counts as new.
-        public var initialize: Bool
+        package var initialize: Bool
     }
 
     /// Reads `key`, taking its lock when `exclusive`. While another request holds the lock it
     /// waits (woken at the release by in-process stores); a lock held longer than
     /// `executionTimeout` is broken, with a warning. Nil: the store has no such session.
-    public func acquire(_ key: SessionKey, exclusive: Bool, executionTimeout: Duration) throws(AcquireError) -> Acquired? {
+    package func acquire(_ key: SessionKey, exclusive: Bool, executionTimeout: Duration) throws(AcquireError) -> Acquired? {
         var queued = false
         defer {
             if queued { waiting.withLock { $0[key] = ($0[key] ?? 1) > 1 ? $0[key]! - 1 : nil } }
@@ -98,7 +98,7 @@ public final class SessionDomain: Sendable {
     }
 
     /// What the release step did.
-    public enum ReleaseOutcome: Sendable, Hashable {
+    package enum ReleaseOutcome: Sendable, Hashable {
         /// A new session nobody used: not stored (ASP.NET's rule); a cookie issued for it should
         /// be withdrawn.
         case discardedNew
@@ -110,7 +110,7 @@ public final class SessionDomain: Sendable {
 
     /// ASP.NET's ReleaseRequestState table. `storeHadItem`: the session came from the store
     /// (not created in this request); `failed`: the handler threw, so changes are discarded.
-    public func release(
+    package func release(
         _ key: SessionKey, contents: SessionContents, lockID: LockID?, storeHadItem: Bool, exclusive: Bool, failed: Bool
     ) throws(SessionStoreError) -> ReleaseOutcome {
         let state = contents.finish()
@@ -138,12 +138,12 @@ public final class SessionDomain: Sendable {
     }
 
     /// A new session's contents (`CreateNewStoreData`).
-    public func newContents(timeout: Int, readOnly: Bool, rule: (ClosedRange<Int>, @Sendable (Int) -> String)) -> SessionContents {
+    package func newContents(timeout: Int, readOnly: Bool, rule: (ClosedRange<Int>, @Sendable (Int) -> String)) -> SessionContents {
         SessionContents(data: store.createNewStoreData(timeout: timeout), isNew: true, isReadOnly: readOnly, timeoutRange: rule.0, timeoutMessage: rule.1)
     }
 
     /// The contents of a session read from the store.
-    public func contents(of acquired: Acquired, readOnly: Bool, rule: (ClosedRange<Int>, @Sendable (Int) -> String)) -> SessionContents {
+    package func contents(of acquired: Acquired, readOnly: Bool, rule: (ClosedRange<Int>, @Sendable (Int) -> String)) -> SessionContents {
         SessionContents(data: acquired.data, isNew: acquired.initialize, isReadOnly: readOnly, timeoutRange: rule.0, timeoutMessage: rule.1)
     }
 }
