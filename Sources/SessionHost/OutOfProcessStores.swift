@@ -11,6 +11,7 @@ import WebConfiguration
 /// for `idleLifetime` is closed.
 final class OutOfProcessStores: Sendable {
     private let factories: [SessionStoreFactory]
+    private let resolvers: [SessionPartitionResolver]
     private let queueLimit: Int
     private let logger: Logger
     private let stores = Locked<[SessionStoreSettings: Entry]>([:])
@@ -22,8 +23,9 @@ final class OutOfProcessStores: Sendable {
         var lastUsed: ContinuousClock.Instant
     }
 
-    init(factories: [SessionStoreFactory], queueLimit: Int, logger: Logger) {
+    init(factories: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], queueLimit: Int, logger: Logger) {
         self.factories = factories
+        self.resolvers = resolvers
         self.queueLimit = queueLimit
         self.logger = logger
     }
@@ -43,7 +45,14 @@ final class OutOfProcessStores: Sendable {
             // here anyway fails clearly.
             throw SessionStoreError(.configuration, Self.unavailableMessage(settings, available: availableModes))
         }
-        let store = try factory.make(settings, logger)
+        let store: any SessionStateStore
+        if settings.partitionResolverType.isEmpty {
+            store = try factory.make(settings, logger)
+        } else if let resolver = resolvers.first(where: { $0.typeName == settings.partitionResolverType }) {
+            store = PartitionedSessionStore(resolver: resolver, factory: factory, settings: settings, logger: logger)
+        } else {
+            throw SessionStoreError(.configuration, "The partition resolver type '\(settings.partitionResolverType)' is not registered with this app (SessionOptions.partitionResolvers).")
+        }
         let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: false, onEnd: nil, logger: logger)
         let kept = stores.withLock { stores -> SessionDomain in
             // Another thread may have made one meanwhile: keep the first.
@@ -144,15 +153,21 @@ final class OutOfProcessStores: Sendable {
                 return [located("customProvider", "The custom session state store provider '\(section.customProvider)' is not found.")]
             }
         }
+        guard let factory = factory(for: settings) else {
+            let attribute = section.mode == .custom ? "customProvider" : "mode"
+            return [located(attribute, Self.unavailableMessage(settings, available: availableModes))]
+        }
         if !section.partitionResolverType.isEmpty {
             guard section.mode == .stateServer || section.mode == .sqlServer else {
                 return [located("partitionResolverType", "Cannot use 'partitionResolver' unless the mode is 'StateServer' or 'SQLServer'.")]
             }
-            return [located("partitionResolverType", "The partition resolver type '\(section.partitionResolverType)' is not available: this version of SessionHost does not support partition resolvers yet.")]
-        }
-        guard let factory = factory(for: settings) else {
-            let attribute = section.mode == .custom ? "customProvider" : "mode"
-            return [located(attribute, Self.unavailableMessage(settings, available: availableModes))]
+            guard resolvers.contains(where: { $0.typeName == section.partitionResolverType }) else {
+                return [located("partitionResolverType", "The partition resolver type '\(section.partitionResolverType)' is not registered with this app (SessionOptions.partitionResolvers).")]
+            }
+            // The connection string is ignored then (ASP.NET): each one the resolver returns is
+            // checked when it is first used.
+            return factory.validate(settings).filter { $0.attribute != "stateConnectionString" && $0.attribute != "sqlConnectionString" }
+                .map { located($0.attribute, $0.message) }
         }
         return factory.validate(settings).map { located($0.attribute, $0.message) }
     }

@@ -26,14 +26,18 @@ public struct SessionOptions: Sendable {
     /// `"Custom"` (e.g. `StateServerSessionStore.factory`). InProc and Off need none; a mode or
     /// provider type no factory serves is a configuration error (500.19, `config check`).
     public var stores: [SessionStoreFactory]
+    /// The partition resolvers `partitionResolverType` may name (ASP.NET's
+    /// `IPartitionResolver`), by type name.
+    public var partitionResolvers: [SessionPartitionResolver]
 
     public init(
         onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)? = nil, onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         onASPSessionStart: (@Sendable (ASPSession) -> Void)? = nil, onASPSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1),
-        stores: [SessionStoreFactory] = []
+        stores: [SessionStoreFactory] = [], partitionResolvers: [SessionPartitionResolver] = []
     ) {
         self.stores = stores
+        self.partitionResolvers = partitionResolvers
         self.onASPNETSessionStart = onASPNETSessionStart
         self.onASPNETSessionEnd = onASPNETSessionEnd
         self.onASPSessionStart = onASPSessionStart
@@ -62,7 +66,7 @@ package final class SessionManager: Sendable {
     init(options: SessionOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        outOfProcess = OutOfProcessStores(factories: options.stores, queueLimit: options.queueLimitPerSession, logger: logger)
+        outOfProcess = OutOfProcessStores(factories: options.stores, resolvers: options.partitionResolvers, queueLimit: options.queueLimitPerSession, logger: logger)
         aspNetStore = InProcSessionStore(clock: options.clock)
         aspStore = InProcSessionStore(clock: options.clock)
         aspNet = SessionDomain(

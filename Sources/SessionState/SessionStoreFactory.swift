@@ -87,3 +87,20 @@ public struct SessionStoreFactory: Sendable {
 public protocol ClosableSessionStateStore: SessionStateStore {
     func close()
 }
+
+/// `partitionResolverType` (ASP.NET's `IPartitionResolver`): picks the connection string of a
+/// session's store from its session ID, so that sessions spread over several state servers or
+/// databases. Registered by type name in `SessionOptions.partitionResolvers`; a web.config that
+/// names a type nobody registered is a configuration error.
+public struct SessionPartitionResolver: Sendable {
+    /// The name `partitionResolverType` gives (e.g. the .NET type name of an existing web.config).
+    public var typeName: String
+    /// The connection string (`tcpip=host:port` for StateServer) for a session ID; nil is an
+    /// error, as in ASP.NET.
+    public var resolve: @Sendable (_ sessionID: String) -> String?
+
+    public init(typeName: String, resolve: @escaping @Sendable (_ sessionID: String) -> String?) {
+        self.typeName = typeName
+        self.resolve = resolve
+    }
+}

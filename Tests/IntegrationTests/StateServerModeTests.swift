@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import Testing
+import Logging
+import SessionState
+@testable import StateServerSessionStore
 
 /// `mode="StateServer"` through nginx: two workers behind one upstream share sessions through one
 /// `session-state-server`; another application of the same workers stays InProc; a state server
@@ -98,8 +101,20 @@ struct StateServerModeTests {
         defer { fixture.finish() }
         let browser = Browser(fixture)
         #expect(try browser.probe("/ss/probe?set=k&v=1").aspNet?.mode == "StateServer")
-        // Killed: 503 with Retry-After, the worker stays up, other applications are served.
+        // Killed mid-load: requests holding their session when it dies cannot save it, and say
+        // so with 503 (never 500, never a hang, never a 200 for a lost write).
+        var busy: [Browser] = []
+        for _ in 0..<10 {
+            let other = Browser(fixture)
+            try other.probe("/ss/probe?set=n&v=0")
+            busy.append(other)
+        }
+        let inFlight = busy.map { T.background(port: fixture.port, "/ss/probe?incr=n&sleep=400", cookie: $0.cookieHeader) }
+        T.pause(150)
         state.stop()
+        let statuses = try inFlight.map { try $0.value().status }
+        #expect(statuses.allSatisfy { $0 == 503 }, "\(statuses)")
+        // Down: 503 with Retry-After, the worker stays up, other applications are served.
         for _ in 0..<5 {
             let reply = try browser.get("/ss/probe?get=k")
             #expect(reply.status == 503)
@@ -116,6 +131,42 @@ struct StateServerModeTests {
         #expect(try fresh.probe("/ss/probe?set=k&v=2").aspNet?.mode == "StateServer")
         #expect(try fresh.probe("/ss/probe?get=k").get == "2")
         #expect(fixture.workerLog.contains("the session state server answers again"))
+    }
+
+    /// `partitionResolverType`: the probe's resolver spreads sessions over two state servers by
+    /// the first character of the ID; each session is found on the server it names, both are used.
+    @Test func aPartitionResolverSpreadsSessionsOverStateServers() throws {
+        let first = try StateServerProcess()
+        defer { first.stop() }
+        let second = try StateServerProcess()
+        defer { second.stop() }
+        var applications = SessionTree.standardApplications
+        applications["/part"] = SessionTree.webConfig(systemWeb: #"<sessionState mode="StateServer" partitionResolverType="SessionProbe.PartitionResolver" />"#)
+        let tree = try SessionTree(applications: applications)
+        let partitions = ["tcpip=127.0.0.1:\(first.port)", "tcpip=127.0.0.1:\(second.port)"]
+        let fixture = try Fixture.sessions(tree, environment: ["PROBE_PARTITIONS": partitions.joined(separator: ",")])
+        defer { fixture.finish() }
+        try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
+        #expect(!fixture.workerLog.contains("partition"), "\(fixture.workerLog)")
+        let store = StateServerSessionStore(configuration: .init(address: StateServerAddress(host: "127.0.0.1", port: 1)), logger: Logger(label: "test"))
+        var used = Set<Int>()
+        for index in 0..<12 {
+            let browser = Browser(fixture)
+            let answer = try browser.probe("/part/probe?set=n&v=\(index)")
+            let id = try #require(answer.aspNet?.id)
+            #expect(try browser.probe("/part/probe?get=n").get == "\(index)")
+            let expected = Int(id.utf8.first!) % 2
+            let resource = store.resource(SessionKey(application: "/LM/W3SVC/1/ROOT/part", id: id))
+            #expect(try first.connect().request("GET", resource).status == (expected == 0 ? 200 : 404))
+            #expect(try second.connect().request("GET", resource).status == (expected == 1 ? 200 : 404))
+            used.insert(expected)
+        }
+        #expect(used.count == 2)
+        // A worker without the resolver: a configuration error with file and line.
+        let plain = try Fixture.sessions(tree, worker: "TestWorker")
+        defer { plain.finish() }
+        try plain.waitUntil("the startup check finishes") { plain.workerLog.contains("configuration check finished") }
+        #expect(plain.workerLog.contains("www/part/web.config"))
     }
 
     /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).

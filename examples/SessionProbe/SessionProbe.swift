@@ -21,7 +21,7 @@ struct SessionProbe {
         routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
         routes.named("probe-none", probe)
         await SessionHostMain.run(
-            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory]),
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory], partitionResolvers: [partitionResolver]),
             abstract: "The session probe: reports and drives both session domains of any folder.")
     }
 
@@ -117,6 +117,15 @@ struct SessionProbe {
             "Count": session.count,
             "Keys": session.elements.map { [$0.key, $0.value.jsonValue] },
         ]
+    }
+
+    /// `partitionResolverType="SessionProbe.PartitionResolver"`: spreads sessions over the
+    /// connection strings listed (comma-separated) in `PROBE_PARTITIONS`, by the first character
+    /// of the session ID.
+    static let partitionResolver = SessionPartitionResolver(typeName: "SessionProbe.PartitionResolver") { id in
+        let partitions = (ProcessInfo.processInfo.environment["PROBE_PARTITIONS"] ?? "").split(separator: ",").map(String.init)
+        guard !partitions.isEmpty, let first = id.utf8.first else { return nil }
+        return partitions[Int(first) % partitions.count]
     }
 
     /// `v` as the `type` asked for, so that tests see what crosses a store's wire.
