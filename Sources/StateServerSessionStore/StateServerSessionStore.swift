@@ -122,7 +122,19 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     }
 
     public func getItemExclusive(_ key: SessionKey) throws(SessionStoreError) -> StoreLookup {
-        try lookup(try request("GET", key, [("Exclusive", "acquire")]), key: key)
+        let reply = try request("GET", key, [("Exclusive", "acquire")])
+        do throws(SessionStoreError) {
+            return try lookup(reply, key: key)
+        } catch {
+            // The read took the lock: give it back, or every later request would wait for the
+            // execution timeout before breaking it. The stored item stays as it is.
+            if error.kind == .corrupt, let cookie = reply.header("lockcookie").flatMap(Int.init) {
+                do { try releaseItemExclusive(key, lockID: LockID(cookie)) } catch {
+                    logger.warning("could not release the lock of an unreadable session", metadata: ["session": "\(key)", "error": "\(error)"])
+                }
+            }
+            throw error
+        }
     }
 
     public func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError) {
@@ -206,7 +218,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
         case 200:
             let data: SessionStateStoreData
             do { data = try ASPNETSessionStateFormat.decode(reply.body, compressed: configuration.compressionEnabled) } catch {
-                throw SessionStoreError(.corrupt, "the session of application \(key.application) cannot be read: \(error.description)", underlying: error)
+                throw SessionStoreError(.corrupt, "the session \(key) cannot be read: \(error.description)", underlying: error)
             }
             let lockID = reply.header("lockcookie").flatMap(Int.init).map(LockID.init)
             return .found(data, lockID: lockID, actions: reply.header("actionflags") == "1" ? .initializeItem : .none)

@@ -169,6 +169,31 @@ struct StateServerModeTests {
         #expect(plain.workerLog.contains("www/part/web.config"))
     }
 
+    /// A stored session that does not parse: the request gets a 500 page with a reference, the
+    /// error names the session (shortened) in the log, nothing is overwritten and the lock the
+    /// read took is given back.
+    @Test func anUnreadableSessionIs500AndKeptAsItIs() throws {
+        let state = try StateServerProcess()
+        defer { state.stop() }
+        let fixture = try Fixture.sessions(try Self.tree(statePort: state.port))
+        defer { fixture.finish() }
+        let browser = Browser(fixture)
+        let id = try #require(try browser.probe("/ss/probe?set=k&v=1").aspNet?.id)
+        let store = StateServerSessionStore(configuration: .init(address: StateServerAddress(host: "127.0.0.1", port: state.port)), logger: Logger(label: "test"))
+        let resource = store.resource(SessionKey(application: "/LM/W3SVC/1/ROOT/ss", id: id))
+        let raw = try state.connect()
+        #expect(try raw.request("PUT", resource, [("Timeout", "20")], body: [1, 2, 3]).status == 200)
+        let reply = try browser.get("/ss/probe?set=k&v=2")
+        #expect(reply.status == 500)
+        #expect(reply.text.contains("Reference"))
+        #expect(!reply.text.contains(id))
+        #expect(fixture.workerLog.contains("cannot be read"))
+        #expect(!fixture.workerLog.contains(id))
+        let after = try raw.request("GET", resource)
+        #expect(after.status == 200)  // not 423: the lock was given back
+        #expect(after.body == [1, 2, 3])
+    }
+
     /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).
     @Test func aSilentStateServerGives503WithinTheNetworkTimeout() throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
