@@ -196,17 +196,9 @@ struct StateServerModeTests {
 
     /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).
     @Test func aSilentStateServerGives503WithinTheNetworkTimeout() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 ? getsockname(listener, $0, &length) : -1 }
-        }
-        listen(listener, 64)
-        let tree = try Self.tree(statePort: Int(UInt16(bigEndian: address.sin_port)), timeout: 1)
+        let listener = Sockets.silentListener()
+        defer { close(listener.fd) }
+        let tree = try Self.tree(statePort: listener.port, timeout: 1)
         let fixture = try Fixture.sessions(tree)
         defer { fixture.finish() }
         let start = Date()

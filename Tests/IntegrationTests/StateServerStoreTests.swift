@@ -84,17 +84,9 @@ struct StateServerStoreTests {
 
     /// A server that accepts and never answers: the request fails within the network timeout.
     @Test func aSilentServerTimesOut() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 ? getsockname(listener, $0, &length) : -1 }
-        }
-        listen(listener, 16)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = Sockets.silentListener()
+        defer { close(listener.fd) }
+        let port = listener.port
         let store = Self.store(port: port, timeout: .milliseconds(300))
         let start = ContinuousClock.now
         let error = #expect(throws: SessionStoreError.self) { try store.getItem(SessionKey(application: "/x", id: ASPNETSessionID.generate())) }

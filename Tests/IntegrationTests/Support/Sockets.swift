@@ -68,6 +68,21 @@ enum Sockets {
         return Array(buffer[..<count])
     }
 
+    /// A loopback TCP listener that accepts (through the kernel's backlog) and never answers:
+    /// a server that hangs. Returns its descriptor (close it when done) and its port.
+    static func silentListener() -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+        }
+        listen(fd, 64)
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     /// A loopback TCP port nobody listens on right now.
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
