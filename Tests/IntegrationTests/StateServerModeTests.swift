@@ -175,7 +175,9 @@ struct StateServerModeTests {
     @Test func anUnreadableSessionIs500AndKeptAsItIs() throws {
         let state = try StateServerProcess()
         defer { state.stop() }
-        let fixture = try Fixture.sessions(try Self.tree(statePort: state.port))
+        // The tree is kept alive: its deinit removes the configuration folder.
+        let tree = try Self.tree(statePort: state.port)
+        let fixture = try Fixture.sessions(tree)
         defer { fixture.finish() }
         let browser = Browser(fixture)
         let id = try #require(try browser.probe("/ss/probe?set=k&v=1").aspNet?.id)
@@ -192,6 +194,7 @@ struct StateServerModeTests {
         let after = try raw.request("GET", resource)
         #expect(after.status == 200)  // not 423: the lock was given back
         #expect(after.body == [1, 2, 3])
+        withExtendedLifetime(tree) {}
     }
 
     /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).
