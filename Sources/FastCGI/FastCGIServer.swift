@@ -241,7 +241,8 @@ private final class Worker {
     let maxBody: Int
     let scheduler: WorkerScheduler
     let slot: WorkerSlot
-    /// Set when the watchdog gave this thread's turn to another while it served a long request.
+    /// Set when this thread's turn went to another while its request blocked, and none was
+    /// free when the request ended.
     var lostTurn = false
 
     init(server: FastCGIServer, pool: ConnectionPool, scheduler: WorkerScheduler, slot: WorkerSlot) {
@@ -313,7 +314,9 @@ private final class Worker {
                 server.requestStarted()
                 scheduler.requestStarted(slot)
                 let usable = handle(head, body: body, fd: connection.fd)
-                if !scheduler.requestEnded(slot) { lostTurn = true }
+                // Without a turn the thread still serves what this connection holds (bytes read
+                // are not seen by epoll again); it waits for a turn before taking another one.
+                lostTurn = !scheduler.requestEnded(slot)
                 server.requestEnded()
                 guard usable, head.keepConnection, !server.isStopping else { return pool.close(connection) }
                 // Web servers send the next request only after this response: with nothing

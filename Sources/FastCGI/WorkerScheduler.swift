@@ -8,9 +8,10 @@ final class WorkerSlot: Sendable {
     /// When the request being served started, in `WorkerScheduler.now()` nanoseconds; 0 while
     /// the thread waits for a connection.
     let servingSince = Atomic<Int64>(0)
-    /// Whether the watchdog took the thread's turn away because its request ran long; set and
-    /// cleared only under the scheduler's lock.
-    let excused = Atomic<Bool>(false)
+    /// Whether the thread holds one of the `activeLimit` turns (counted in `active`). Changed
+    /// only under the scheduler's lock; the watchdog and `willBlock` take it away from a thread
+    /// that blocks, and `requestEnded` or `takeTurn` give one back.
+    let hasTurn = Atomic<Bool>(false)
     /// Signalled when a benched thread gets a turn (or the server stops).
     let turn = DispatchSemaphore(value: 0)
 }
@@ -63,14 +64,17 @@ final class WorkerScheduler: @unchecked Sendable {
     func takeTurn(_ slot: WorkerSlot) -> Bool {
         let granted = state.withLock { state -> Bool? in
             if state.stopped { return false }
+            if slot.hasTurn.load(ordering: .sequentiallyConsistent) { return true }
             if state.active < activeLimit {
                 state.active += 1
+                slot.hasTurn.store(true, ordering: .sequentiallyConsistent)
                 return true
             }
             state.bench.append(slot)
             return nil
         }
         if let granted { return granted }
+        // Whoever signals has counted the turn and set `hasTurn` (or stopped the server).
         slot.turn.wait()
         return state.withLock { !$0.stopped }
     }
@@ -80,37 +84,44 @@ final class WorkerScheduler: @unchecked Sendable {
         slot.servingSince.store(Self.now(), ordering: .relaxed)
     }
 
-    /// Marks the end of a request; false when the thread's turn was taken meanwhile (it must
-    /// `takeTurn` again before taking connections).
+    /// Marks the end of a request; false when the thread has no turn now (it was taken while
+    /// the request blocked, and none is free): the thread finishes what its connection holds,
+    /// then waits in `takeTurn`.
     func requestEnded(_ slot: WorkerSlot) -> Bool {
         // Sequentially consistent with the watchdog's store-then-load: either this load sees the
-        // thread excused, or the watchdog sees the request over and leaves the thread alone.
+        // turn taken, or the watchdog sees the request over and gives the turn back.
         slot.servingSince.store(0, ordering: .sequentiallyConsistent)
-        guard slot.excused.load(ordering: .sequentiallyConsistent) else { return true }
+        if slot.hasTurn.load(ordering: .sequentiallyConsistent) { return true }
         return state.withLock { state in
-            // The watchdog may have changed its mind (it saw the request end).
-            guard slot.excused.load(ordering: .sequentiallyConsistent) else { return true }
-            slot.excused.store(false, ordering: .sequentiallyConsistent)
+            if slot.hasTurn.load(ordering: .sequentiallyConsistent) { return true }
             guard state.active < activeLimit, !state.stopped else { return false }
             state.active += 1
+            slot.hasTurn.store(true, ordering: .sequentiallyConsistent)
             return true
         }
     }
 
     /// `slot`'s thread is about to block inside its request (I/O, a lock wait): its turn goes to
     /// a benched thread now, as the watchdog would after `blockedAfter`. The thread finishes its
-    /// request as an extra one and goes back through `requestEnded`.
+    /// request without a turn and goes back through `requestEnded`.
     func willBlock(_ slot: WorkerSlot) {
-        guard slot.servingSince.load(ordering: .relaxed) != 0, !slot.excused.load(ordering: .relaxed) else { return }
+        guard slot.servingSince.load(ordering: .relaxed) != 0, slot.hasTurn.load(ordering: .relaxed) else { return }
         let woken = state.withLock { state -> WorkerSlot? in
-            guard !state.stopped, !slot.excused.load(ordering: .sequentiallyConsistent) else { return nil }
-            slot.excused.store(true, ordering: .sequentiallyConsistent)
+            guard !state.stopped, slot.hasTurn.load(ordering: .sequentiallyConsistent) else { return nil }
+            slot.hasTurn.store(false, ordering: .sequentiallyConsistent)
             state.active -= 1
-            guard state.active < activeLimit, let next = state.bench.popLast() else { return nil }
-            state.active += 1
-            return next
+            return promoteBenched(&state)
         }
         woken?.turn.signal()
+    }
+
+    /// Gives a free turn to the most recently benched thread (under the lock); the caller
+    /// signals it after unlocking.
+    private func promoteBenched(_ state: inout State) -> WorkerSlot? {
+        guard state.active < activeLimit, let next = state.bench.popLast() else { return nil }
+        state.active += 1
+        next.hasTurn.store(true, ordering: .sequentiallyConsistent)
+        return next
     }
 
     /// Wakes every benched thread so that it can exit.
@@ -149,27 +160,24 @@ final class WorkerScheduler: @unchecked Sendable {
             let since = slot.servingSince.load(ordering: .relaxed)
             guard since != 0 else { continue }
             running = true
-            if now - since > blockedAfter, !slot.excused.load(ordering: .relaxed) { blocked.append(slot) }
+            if now - since > blockedAfter, slot.hasTurn.load(ordering: .relaxed) { blocked.append(slot) }
         }
         guard !blocked.isEmpty else { return running }
         let woken = state.withLock { state -> [WorkerSlot] in
             guard !state.stopped else { return [] }
-            for slot in blocked where !slot.excused.load(ordering: .sequentiallyConsistent) {
-                slot.excused.store(true, ordering: .sequentiallyConsistent)
+            for slot in blocked where slot.hasTurn.load(ordering: .sequentiallyConsistent) {
+                slot.hasTurn.store(false, ordering: .sequentiallyConsistent)
                 // Checked again after the store: the request may have ended (or a new one begun)
-                // since the scan.
+                // since the scan; then the thread keeps its turn.
                 let since = slot.servingSince.load(ordering: .sequentiallyConsistent)
                 if since == 0 || now - since <= blockedAfter {
-                    slot.excused.store(false, ordering: .sequentiallyConsistent)
+                    slot.hasTurn.store(true, ordering: .sequentiallyConsistent)
                 } else {
                     state.active -= 1
                 }
             }
             var woken: [WorkerSlot] = []
-            while state.active < activeLimit, let next = state.bench.popLast() {
-                state.active += 1
-                woken.append(next)
-            }
+            while let next = promoteBenched(&state) { woken.append(next) }
             return woken
         }
         for slot in woken { slot.turn.signal() }

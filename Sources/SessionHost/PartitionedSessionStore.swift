@@ -31,13 +31,15 @@ final class PartitionedSessionStore: ClosableSessionStateStore {
             throw SessionStoreError(.configuration, "The partition resolver type '\(resolver.typeName)' returned an invalid connection string: \(problem.message)")
         }
         let made = try factory.make(partition, logger)
-        let kept = partitions.withLock { partitions -> any SessionStateStore in
+        let existing = partitions.withLock { partitions -> (any SessionStateStore)? in
             if let existing = partitions[connection] { return existing }
             partitions[connection] = made
-            return made
+            return nil
         }
-        if (kept as AnyObject) !== (made as AnyObject) { (made as? any ClosableSessionStateStore)?.close() }
-        return kept
+        // Another thread made one meanwhile: keep the first, close this one.
+        guard let existing else { return made }
+        (made as? any ClosableSessionStateStore)?.close()
+        return existing
     }
 
     /// Session_End cannot be raised by out-of-process stores; a partitioned one reports the

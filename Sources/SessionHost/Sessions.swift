@@ -248,7 +248,9 @@ package final class SessionManager: Sendable {
             : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
         guard let id = incoming.flatMap(ASPNETSessionID.normalize) else { return }
         do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
-            logger.warning("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
+            // Debug only: the store logs its outages itself (once, then once a minute), and
+            // every request without session needs would repeat it here.
+            logger.debug("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
         }
     }
 

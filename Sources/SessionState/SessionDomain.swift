@@ -128,7 +128,19 @@ package final class SessionDomain: Sendable {
         }
         let keep = exclusive || (contents.isNew && !storeHadItem && hasStartHandler)
         if keep, !failed, contents.isNew || state.items.isDirty || state.timeoutChanged {
-            try store.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: !storeHadItem)
+            do {
+                try store.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: !storeHadItem)
+            } catch {
+                // Not saved (a value that cannot be serialized, a store that refused or failed):
+                // the lock is given back, or every later request of the session would wait for
+                // the execution timeout. A lost lock is someone else's now.
+                if error.kind != .lockLost, let lockID, storeHadItem {
+                    do { try store.releaseItemExclusive(key, lockID: lockID) } catch {
+                        logger.warning("\(name) session lock could not be released after a failed save", metadata: ["session": "\(key)", "error": "\(error)"])
+                    }
+                }
+                throw error
+            }
             return .saved
         }
         if let lockID, storeHadItem {

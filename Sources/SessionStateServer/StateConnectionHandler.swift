@@ -33,8 +33,17 @@ final class StateConnectionHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
+    /// The most requests held back behind one waiting for a lock: a client that pipelines more
+    /// is misbehaving, and each may carry a whole session.
+    static let maxQueued = 64
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        guard queue.count < Self.maxQueued else {
+            logger.notice("closing a state-server connection that pipelined more than \(Self.maxQueued) requests behind a waiting one")
+            close(context: context)
+            return
+        }
         queue.append(unwrapInboundIn(data))
         processQueue(context: context)
     }
@@ -71,7 +80,7 @@ final class StateConnectionHandler: ChannelInboundHandler {
                 wrote = true
                 close(context: context)
             case .request(let request):
-                if case .get(let acquire, let milliseconds?) = request.operation, milliseconds > 0 {
+                if case .get(let acquire, let milliseconds?, _) = request.operation, milliseconds > 0 {
                     let answer = table.get(request.key, acquire: acquire)
                     if case .locked = answer {
                         startWait(context: context, request: request, deadline: .now() + min(.milliseconds(Int64(milliseconds)), maxWait))
@@ -91,11 +100,11 @@ final class StateConnectionHandler: ChannelInboundHandler {
 
     private func perform(_ request: StateRequest) -> StateTable.Answer {
         switch request.operation {
-        case .get(let acquire, _): table.get(request.key, acquire: acquire)
+        case .get(let acquire, _, _): table.get(request.key, acquire: acquire)
         case .release(let cookie): table.release(request.key, lockCookie: cookie)
         case .put(let timeout, let cookie, let uninitialized, let strict):
             table.put(request.key, item: request.body, timeout: timeout, lockCookie: cookie, uninitialized: uninitialized, strictLockCookie: strict)
-        case .delete(let cookie): table.remove(request.key, lockCookie: cookie)
+        case .delete(let cookie, let strict): table.remove(request.key, lockCookie: cookie, strictLockCookie: strict)
         case .head: table.resetTimeout(request.key)
         }
     }
@@ -123,8 +132,11 @@ final class StateConnectionHandler: ChannelInboundHandler {
     /// The lock was released (or the wait ran out): ask again and answer, or wait on.
     private func finishWait(context: ChannelHandlerContext, id: Int, timedOut: Bool) {
         guard let current = waiting, id == waitID else { return }
-        guard case .get(let acquire, _) = current.request.operation else { return }
-        let answer = table.get(current.request.key, acquire: acquire)
+        guard case .get(let acquire, _, let waitOnly) = current.request.operation else { return }
+        var answer = table.get(current.request.key, acquire: acquire)
+        if waitOnly, case .ok(_, let timeout, let cookie, let initialize) = answer {
+            answer = .ok(item: nil, timeout: timeout, lockCookie: cookie, initialize: initialize)
+        }
         if case .locked = answer, !timedOut, !draining, NIODeadline.now() < current.deadline {
             // Another waiter won the lock: wait for its release.
             current.timeout.cancel()

@@ -4,15 +4,18 @@ package struct StateRequest: Sendable, Equatable {
     package enum Operation: Sendable, Equatable {
         /// GET; `acquire` with `Exclusive: acquire`. `waitMilliseconds`: SessionHost's wake-up
         /// extension (`X-SessionHost-Wait: <ms>`), how long to hold the answer while the lock is
-        /// held (aspnet_state ignores the header and answers 423 at once).
-        case get(acquire: Bool, waitMilliseconds: Int?)
+        /// held (aspnet_state ignores the header and answers 423 at once). `waitOnly`
+        /// (`X-SessionHost-Wait-Only: 1`): the answer after the wait carries no item (the waiter
+        /// only wants to know that the lock is gone).
+        case get(acquire: Bool, waitMilliseconds: Int?, waitOnly: Bool = false)
         /// GET with `Exclusive: release`.
         case release(lockCookie: Int)
         /// PUT: `ExtraFlags: 1` inserts an uninitialized item only if none exists.
         /// `strict`: SessionHost's `X-SessionHost-Strict-Lock: 1`, refuse a write by anyone but
         /// the holder of the current lock cookie.
         case put(timeout: Int, lockCookie: Int?, uninitialized: Bool, strict: Bool)
-        case delete(lockCookie: Int?)
+        /// `strict`: SessionHost's `X-SessionHost-Strict-Lock: 1`, as for PUT.
+        case delete(lockCookie: Int?, strict: Bool = false)
         /// HEAD: ResetItemTimeout.
         case head
     }
@@ -66,7 +69,7 @@ package struct StateRequest: Sendable, Equatable {
         case "GET":
             switch header("exclusive")?.lowercased() {
             case nil:
-                operation = .get(acquire: false, waitMilliseconds: try integer("x-sessionhost-wait", "X-SessionHost-Wait"))
+                operation = .get(acquire: false, waitMilliseconds: try integer("x-sessionhost-wait", "X-SessionHost-Wait"), waitOnly: header("x-sessionhost-wait-only") == "1")
             case "acquire":
                 operation = .get(acquire: true, waitMilliseconds: try integer("x-sessionhost-wait", "X-SessionHost-Wait"))
             case "release":
@@ -81,7 +84,7 @@ package struct StateRequest: Sendable, Equatable {
             let flags = try integer("extraflags", "ExtraFlags") ?? 0
             operation = .put(timeout: timeout, lockCookie: lockCookie, uninitialized: flags & 1 != 0, strict: header("x-sessionhost-strict-lock") == "1")
         case "DELETE":
-            operation = .delete(lockCookie: lockCookie)
+            operation = .delete(lockCookie: lockCookie, strict: header("x-sessionhost-strict-lock") == "1")
         case "HEAD":
             operation = .head
         default:

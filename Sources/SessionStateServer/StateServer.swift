@@ -52,7 +52,11 @@ package final class StateServer: Service, Sendable {
     package var localAddress: SocketAddress? { bound.withLock { $0 } }
 
     package func run() async throws {
-        let channel = try await bind()
+        let channel: any Channel
+        do { channel = try await bind() } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         bound.withLock { $0 = channel.localAddress }
         logger.info("session-state-server listening on \(channel.localAddress.map(Self.describe) ?? "?")", metadata: [
             "remote-clients": "\(configuration.allowRemote ? "allowed" : "refused (loopback only)")",

@@ -190,6 +190,8 @@ package final class StateTable: Sendable {
             entry.timeout = timeout
             entry.expires = time + Int64(timeout) * 60
             entry.locked = false
+            // A session stored for real is no longer new (an uninitialized one only until then).
+            if existing != nil { entry.uninitialized = false }
             shard.entries[key] = entry
             woken = shard.wake(key)
             return .ok(item: nil, timeout: nil, lockCookie: nil, initialize: false)
@@ -197,13 +199,14 @@ package final class StateTable: Sendable {
     }
 
     /// DELETE.
-    package func remove(_ key: String, lockCookie: Int?) -> Answer {
+    package func remove(_ key: String, lockCookie: Int?, strictLockCookie: Bool = false) -> Answer {
         let time = now()
         var woken: [UnlockWaiter] = []
         defer { for waiter in woken { waiter.notify() } }
         return shard(key).withLock { shard -> Answer in
             guard let entry = live(&shard, key, at: time) else { return .notFound }
             if entry.locked, entry.lockCookie != lockCookie { return .locked(lockInfo(entry, at: time)) }
+            if strictLockCookie, let lockCookie, !entry.locked, entry.lockCookie != lockCookie { return .locked(lockInfo(entry, at: time)) }
             shard.entries[key] = nil
             woken = shard.wake(key)
             release(bytes: entry.size + key.utf8.count)

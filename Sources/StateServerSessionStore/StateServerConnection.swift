@@ -102,8 +102,23 @@ final class StateServerConnection {
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if let body { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
-        try send(Array(head.utf8) + (body ?? []))
+        do {
+            try send(Array(head.utf8) + (body ?? []))
+        } catch {
+            // The server may have answered before reading the whole body and closed (413 for a
+            // session over its --max-item-size): that answer says more than the broken send.
+            guard let early = try? readReply(bodyless: verb == "HEAD") else { throw error }
+            return early
+        }
         return try readReply(bodyless: verb == "HEAD")
+    }
+
+    /// Whether a kept connection still looks usable: the server has not closed it while it sat
+    /// idle (a read that would block means open; end of stream means closed).
+    var isOpen: Bool {
+        var byte: UInt8 = 0
+        let received = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
     }
 
     private func send(_ bytes: [UInt8]) throws(SessionStoreError) {

@@ -155,12 +155,18 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
         if reply.status == 423 {
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request: this request's changes were not saved")
         }
+        if reply.status == 413 || reply.status == 507 {
+            throw SessionStoreError(.refused, "the state server refused the session (\(blob.count) bytes): \(String(decoding: reply.body.prefix(200), as: UTF8.self))")
+        }
         try expect(reply, [200])
     }
 
     public func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) throws(SessionStoreError) {
         var headers: [(String, String)] = []
-        if let lockID { headers.append(("LockCookie", "\(lockID.rawValue)")) }
+        if let lockID {
+            headers.append(("LockCookie", "\(lockID.rawValue)"))
+            if supports(\.strictLock) { headers.append(("X-SessionHost-Strict-Lock", "1")) }
+        }
         let reply = try request("DELETE", key, headers)
         if reply.status == 423 {
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request: it was not removed")
@@ -199,7 +205,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
         }
         do {
             // The answer comes when the lock goes; the next acquire decides who gets it.
-            _ = try request("GET", key, [("X-SessionHost-Wait", "\(max(1, remaining.milliseconds))")], extraWait: remaining)
+            _ = try request("GET", key, [("X-SessionHost-Wait", "\(max(1, remaining.milliseconds))"), ("X-SessionHost-Wait-Only", "1")], extraWait: remaining)
         } catch {
             // The acquire that follows reports the failure; waiting here would only delay it.
             logger.debug("state server wait failed", metadata: ["error": "\(error)"])
@@ -265,15 +271,20 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
         extensions.withLock { $0[keyPath: feature] }
     }
 
-    /// One request on a kept connection (or a new one). A kept connection that fails before any
-    /// answer arrived may have been closed by the server while idle: the request is sent once
-    /// more on a new connection.
+    /// One request on a kept connection (or a new one). Kept connections the server closed
+    /// while idle are dropped before use; a request that fails on a kept connection anyway is
+    /// sent again on a new one only when repeating it cannot change anything (a plain GET or a
+    /// HEAD): a repeated acquire would find its own lock.
     private func request(_ verb: String, _ key: SessionKey, _ headers: [(String, String)], body: [UInt8]? = nil, extraWait: Duration = .zero) throws(SessionStoreError) -> StateServerReply {
         let target = resource(key)
+        let repeatable = verb == "HEAD" || (verb == "GET" && !headers.contains { $0.0 == "Exclusive" })
         var attempt = 0
         while true {
             attempt += 1
-            let reused = idle.withLock { $0.popLast() }
+            var reused: StateServerConnection?
+            while reused == nil, let kept = idle.withLock({ $0.popLast() }) {
+                if kept.isOpen { reused = kept }
+            }
             let connection: StateServerConnection
             if let reused { connection = reused } else { connection = try connect() }
             if extraWait > .zero { connection.setTimeout(configuration.networkTimeout + extraWait) }
@@ -287,7 +298,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
                 health.succeeded(logger: logger, server: configuration.address)
                 return reply
             } catch {
-                guard reused != nil, attempt == 1, error.kind == .unavailable else {
+                guard reused != nil, attempt == 1, repeatable, error.kind == .unavailable else {
                     health.failed(error, logger: logger, server: configuration.address)
                     throw error
                 }
@@ -295,11 +306,13 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
         }
     }
 
+    /// Reads the extensions the server offers from every answer (the server at an address may
+    /// be replaced by another kind).
     private func noteExtensions(_ reply: StateServerReply) {
         let offered = reply.header("x-sessionhost")?.lowercased() ?? ""
+        let current = Extensions(known: true, wait: offered.contains("wait"), strictLock: offered.contains("strict-lock"))
         extensions.withLock { extensions in
-            guard !extensions.known else { return }
-            extensions = Extensions(known: true, wait: offered.contains("wait"), strictLock: offered.contains("strict-lock"))
+            if extensions.wait != current.wait || extensions.strictLock != current.strictLock || !extensions.known { extensions = current }
         }
     }
 

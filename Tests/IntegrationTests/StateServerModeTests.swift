@@ -197,6 +197,28 @@ struct StateServerModeTests {
         withExtendedLifetime(tree) {}
     }
 
+    /// A session over the state server's --max-item-size is refused: the request gets an error
+    /// page (not a success, not an outage), and the session's lock is given back, so the next
+    /// request of the session is answered at once with the session as it was.
+    @Test func aRefusedSaveGivesTheLockBack() throws {
+        let state = try StateServerProcess(arguments: ["--max-item-size", "1K"])
+        defer { state.stop() }
+        let tree = try Self.tree(statePort: state.port)
+        let fixture = try Fixture.sessions(tree)
+        defer { fixture.finish() }
+        let browser = Browser(fixture)
+        try browser.probe("/ss/probe?set=k&v=small")
+        let refused = try browser.get("/ss/probe?set=big&v=" + String(repeating: "x", count: 4000))
+        #expect(refused.status == 500)
+        #expect(!fixture.workerLog.contains("Unable to make the session state request"))
+        let start = Date()
+        let after = try browser.probe("/ss/probe?get=k")
+        #expect(after.get == "small")
+        #expect(after.aspNetBefore?.keys["big"] == nil)
+        #expect(Date().timeIntervalSince(start) < 20)  // not the 110 s execution timeout
+        withExtendedLifetime(tree) {}
+    }
+
     /// A server that accepts and never answers: 503 within stateNetworkTimeout (1 s here).
     @Test func aSilentStateServerGives503WithinTheNetworkTimeout() throws {
         let listener = Sockets.silentListener()

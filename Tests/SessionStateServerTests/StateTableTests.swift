@@ -71,6 +71,26 @@ struct StateTableTests {
         #expect(table.put("k", item: [9], timeout: 20, lockCookie: 2, uninitialized: false) == Self.ok)
     }
 
+    /// The strict DELETE, like the strict PUT, refuses a holder whose lock was broken and taken.
+    @Test func theStrictRemoveRefusesAStaleHolder() {
+        _ = table.put("k", item: [1], timeout: 20, lockCookie: 0, uninitialized: false)
+        _ = table.get("k", acquire: true)  // A: cookie 2
+        _ = table.release("k", lockCookie: 2)  // broken
+        _ = table.get("k", acquire: true)  // B: cookie 3
+        _ = table.put("k", item: [2], timeout: 20, lockCookie: 3, uninitialized: false)
+        guard case .locked = table.remove("k", lockCookie: 2, strictLockCookie: true) else {
+            Issue.record("the strict DELETE removed another request's session"); return
+        }
+        #expect(table.get("k", acquire: false) == .ok(item: [2], timeout: 20, lockCookie: nil, initialize: false))
+        #expect(table.remove("k", lockCookie: 3, strictLockCookie: true) == Self.ok)
+    }
+
+    @Test func aStoredItemIsNoLongerUninitialized() {
+        _ = table.put("k", item: [0], timeout: 20, lockCookie: nil, uninitialized: true)
+        _ = table.put("k", item: [7], timeout: 20, lockCookie: 1, uninitialized: false)
+        #expect(table.get("k", acquire: false) == .ok(item: [7], timeout: 20, lockCookie: nil, initialize: false))
+    }
+
     @Test func anUninitializedItemIsFlaggedOnItsFirstReadOnly() {
         #expect(table.put("k", item: [0], timeout: 20, lockCookie: nil, uninitialized: true) == Self.ok)
         // ExtraFlags 1 never overwrites (the race guard).
