@@ -40,6 +40,7 @@ let package = Package(
         // Linux's epoll and eventfd (glibc headers; nothing to link).
         .systemLibrary(name: "CEpoll"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
         // nothing of anything else.
@@ -115,6 +116,19 @@ let package = Package(
                 "SessionStateSerialization",
                 "Locking",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // mode="SQLServer" on PostgreSQL (libpq) — in progress: the blocking connection so far.
+        // Depends on the store seam, the serialized form and libpq only.
+        .target(
+            name: "SQLSessionStore",
+            dependencies: [
+                "SessionState",
+                "SessionStateSerialization",
+                "Locking",
+                "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -223,7 +237,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TestWorker", "SessionProbe", "SessionStateServerCommand", "FastCGI", "Locking",
-                "StateServerSessionStore", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
+                "StateServerSessionStore", "SQLSessionStore", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

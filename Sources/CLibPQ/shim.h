@@ -1,0 +1,2 @@
+// libpq, PostgreSQL's client library (Debian libpq-dev), for mode="SQLServer" on PostgreSQL.
+#include <libpq-fe.h>
