@@ -121,11 +121,17 @@ struct IDTransport {
             if request.query("AspxAutoDetectCookieSupport") == "1" { return .decided(IDTransport(usesURL: true, markDetected: true)) }
             // Probe: does the client send a cookie back?
             var response = Response.redirect(to: request.rawURI + (request.rawURI.contains("?") ? "&" : "?") + "AspxAutoDetectCookieSupport=1")
-            // A constant, valid name and value: building it cannot fail.
-            if let cookie = try? Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil) { response.setCookie(cookie) }
+            response.setCookie(autoDetectCookie)
             return .probe(response)
         }
     }
+
+    /// ASP.NET's AutoDetect test cookie: a constant name and value, so building it cannot fail.
+    private static let autoDetectCookie: Cookie = {
+        do { return try Cookie(name: "AspxAutoDetectCookieSupport", value: "1", sameSite: nil) } catch {
+            preconditionFailure("the AutoDetect cookie is invalid: \(error)")
+        }
+    }()
 
     /// The ID the request carries this way, if it is a well-formed one.
     func incomingID(_ request: Request, cookieName: String) -> String? {

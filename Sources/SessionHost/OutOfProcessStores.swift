@@ -101,21 +101,18 @@ final class OutOfProcessStores: Sendable {
 
     // MARK: Settings
 
-    /// The storage settings of `configuration`, with a connection string given by name looked up
-    /// in `<connectionStrings>`.
+    /// The storage settings of `configuration` (a connection string given by the name of a
+    /// `<connectionStrings>` entry was already replaced by the configuration reader).
     static func settings(_ configuration: EffectiveConfiguration) -> SessionStoreSettings {
         let section = configuration.sessionState
         let mode = SessionManager.sessionMode(section.mode)
-        func named(_ value: String) -> String {
-            configuration.connectionStrings.first { $0.name == value }?.connectionString ?? value
-        }
         var settings = SessionStoreSettings(mode: mode, compressionEnabled: section.compressionEnabled, partitionResolverType: section.partitionResolverType)
         switch mode {
         case .stateServer:
-            settings.connectionString = section.stateConnectionString.hasPrefix("tcpip=") ? section.stateConnectionString : named(section.stateConnectionString)
+            settings.connectionString = section.stateConnectionString
             settings.timeout = section.stateNetworkTimeout.duration ?? .seconds(10)
         case .sqlServer:
-            settings.connectionString = named(section.sqlConnectionString)
+            settings.connectionString = section.sqlConnectionString
             settings.timeout = section.sqlCommandTimeout.duration ?? .seconds(30)
             settings.retryInterval = section.sqlConnectionRetryInterval.duration ?? .zero
             settings.allowCustomDatabase = section.allowCustomSqlDatabase

@@ -377,7 +377,12 @@ package final class SessionManager: Sendable {
             held = Held(domain: asp, key: SessionKey(application: application, id: value), contents: asp.newContents(timeout: minutes, readOnly: false, rule: rule),
                         lockID: nil, storeHadItem: false, exclusive: true)
             // HttpOnly: IIS leaves it off; SessionHost sets it (scripts have no business with it).
-            held.cookie = try? Cookie(name: cookieName, value: value, path: "/", secure: settings.keepSessionIdSecure && request.isSecure, httpOnly: true, sameSite: nil)
+            // The name and value are generated letters: a failure would be a defect, so it is logged.
+            do {
+                held.cookie = try Cookie(name: cookieName, value: value, path: "/", secure: settings.keepSessionIdSecure && request.isSecure, httpOnly: true, sameSite: nil)
+            } catch {
+                logger.error("the classic ASP session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
+            }
         }
         let session = ASPSession(contents: held.contents, cookieValue: value)
         if session.isNewSession, let start = options.onASPSessionStart {

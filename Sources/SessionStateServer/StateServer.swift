@@ -54,7 +54,10 @@ package final class StateServer: Service, Sendable {
     package func run() async throws {
         let channel: any Channel
         do { channel = try await bind() } catch {
-            try? await group.shutdownGracefully()
+            // The bind error is the one to report; a failing shutdown is only logged.
+            do { try await group.shutdownGracefully() } catch let shutdown {
+                logger.warning("event loops did not shut down cleanly", metadata: ["error": "\(shutdown)"])
+            }
             throw error
         }
         bound.withLock { $0 = channel.localAddress }
@@ -66,7 +69,10 @@ package final class StateServer: Service, Sendable {
             table.removeExpired()
         }
         await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
+            // The listening channel closes at graceful shutdown; closing with an error is logged.
+            do { try await channel.closeFuture.get() } catch {
+                logger.error("the listening socket closed with an error", metadata: ["error": "\(error)"])
+            }
         } onGracefulShutdown: {
             channel.close(promise: nil)
         }
@@ -116,13 +122,18 @@ package final class StateServer: Service, Sendable {
         let open = connections.withLock { Array($0.values) }
         for channel in open {
             channel.eventLoop.execute {
+                // No handler (the connection is being set up or torn down): just close it.
                 guard let context = try? channel.pipeline.syncOperations.context(name: "state"),
                       let handler = context.handler as? StateConnectionHandler
                 else { return channel.close(promise: nil) }
                 handler.drain(context: context)
             }
         }
-        for channel in open { try? await channel.closeFuture.get() }
+        for channel in open {
+            do { try await channel.closeFuture.get() } catch {
+                logger.debug("a client connection closed with an error", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     static func isLoopback(_ address: SocketAddress?) -> Bool {

@@ -194,7 +194,9 @@ public struct SessionStateStoreConformance: Sendable {
         let store = self.store
         let released = Thread {
             Thread.sleep(forTimeInterval: 0.05)
-            try? store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: lock, newItem: false)
+            do { try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: lock, newItem: false) } catch {
+                Issue.record("the holder's save failed: \(error)")
+            }
         }
         released.start()
         // The deadline is far: returning before it means the release was seen (a polling store

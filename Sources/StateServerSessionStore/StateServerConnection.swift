@@ -106,9 +106,9 @@ final class StateServerConnection {
             try send(Array(head.utf8) + (body ?? []))
         } catch {
             // The server may have answered before reading the whole body and closed (413 for a
-            // session over its --max-item-size): that answer says more than the broken send.
-            guard let early = try? readReply(bodyless: verb == "HEAD") else { throw error }
-            return early
+            // session over its --max-item-size): that answer says more than the broken send. If
+            // there is none, the send's error is the one to report.
+            do { return try readReply(bodyless: verb == "HEAD") } catch _ { throw error }
         }
         return try readReply(bodyless: verb == "HEAD")
     }
