@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SessionState", targets: ["SessionState"]),
         .library(name: "SessionStateSerialization", targets: ["SessionStateSerialization"]),
         .library(name: "StateServerSessionStore", targets: ["StateServerSessionStore"]),
+        .library(name: "SQLSessionStore", targets: ["SQLSessionStore"]),
         .library(name: "SessionStateTesting", targets: ["SessionStateTesting"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
@@ -41,6 +42,7 @@ let package = Package(
         .systemLibrary(name: "CEpoll"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
         // nothing of anything else.
@@ -120,8 +122,10 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // mode="SQLServer" on PostgreSQL (libpq) — in progress: the blocking connection so far.
-        // Depends on the store seam, the serialized form and libpq only.
+        // mode="SQLServer" on PostgreSQL (libpq) or a SQLite file (libsqlite3): ASP.NET's ASPState
+        // schema, blocking calls on the worker thread, a connection pool per database, the
+        // expiry sweeper. Depends on the store seam, the serialized form and the two C client
+        // libraries only; knows nothing of configuration files, FastCGI or HTTP.
         .target(
             name: "SQLSessionStore",
             dependencies: [
@@ -129,6 +133,7 @@ let package = Package(
                 "SessionStateSerialization",
                 "Locking",
                 "CLibPQ",
+                "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -221,6 +226,7 @@ let package = Package(
             dependencies: ["SessionStateServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: strict
         ),
+        .testTarget(name: "SQLSessionStoreTests", dependencies: ["SQLSessionStore", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(

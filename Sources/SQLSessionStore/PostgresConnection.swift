@@ -14,15 +14,36 @@ final class PostgresConnection {
     /// `host:port/database`, for messages.
     let target: String
 
+    /// Prepared statements of this connection, by name.
+    private var prepared: Set<String> = []
+
     /// Connects with `conninfo` (a libpq keyword string or URI); `connectTimeout` in whole
     /// seconds (libpq's `connect_timeout`, at least 2 as libpq requires).
-    init(conninfo: String, connectTimeout: Int) throws(SessionStoreError) {
+    convenience init(conninfo: String, connectTimeout: Int) throws(SessionStoreError) {
+        // expand_dbname: the first `dbname` value is itself a connection string or URI.
+        try self.init(keywords: ["dbname", "connect_timeout", "application_name"], values: [conninfo, String(max(2, connectTimeout)), "SessionHost"], expand: true)
+    }
+
+    /// Connects to `target`. Every statement is bounded by `statementTimeout` (the server's
+    /// `statement_timeout`, set in the startup packet: no extra round trip); connecting by
+    /// `connect_timeout` (the string's, else `statementTimeout`, at least 2 s as libpq requires).
+    convenience init(target: PostgresTarget, statementTimeout: Duration) throws(SessionStoreError) {
+        var parameters = target.parameters
+        let seconds = max(2, Int(statementTimeout.components.seconds))
+        if parameters["connect_timeout"] == nil { parameters["connect_timeout"] = String(min(seconds, 15)) }
+        if parameters["application_name"] == nil { parameters["application_name"] = "SessionHost" }
+        if statementTimeout > .zero {
+            let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+            parameters["options"] = ((parameters["options"].map { $0 + " " }) ?? "") + "-c statement_timeout=\(milliseconds)"
+        }
+        let ordered = parameters.sorted { $0.key < $1.key }
+        try self.init(keywords: ordered.map(\.key), values: ordered.map(\.value), expand: false)
+    }
+
+    private init(keywords: [String], values: [String], expand: Bool) throws(SessionStoreError) {
         BlockingHint.willBlock()
-        let keywords = ["dbname", "connect_timeout", "application_name"]
-        let values = [conninfo, String(max(2, connectTimeout)), "SessionHost"]
-        // expand_dbname = 1: the first `dbname` value is itself a connection string or URI.
         let made: OpaquePointer? = withArrayOfCStrings(keywords) { keys in
-            withArrayOfCStrings(values) { vals in PQconnectdbParams(keys, vals, 1) }
+            withArrayOfCStrings(values) { vals in PQconnectdbParams(keys, vals, expand ? 1 : 0) }
         }
         guard let made else { throw SessionStoreError(.unavailable, "libpq could not allocate a connection") }
         connection = made
@@ -39,8 +60,17 @@ final class PostgresConnection {
     /// Whether the connection is still usable (libpq's view after the last command).
     var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
 
+    /// Whether a kept, idle connection may be used: anything readable on it while idle is the
+    /// server's goodbye (a restart, `pg_terminate_backend`, an idle timeout) or its end.
+    var isAlive: Bool {
+        guard isUsable else { return false }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) == 0
+    }
+
     /// The rows of one statement with text parameters (`$1`, …; nil is SQL NULL), each row its
     /// columns as text (nil for NULL).
+    @discardableResult
     func query(_ sql: String, _ parameters: [String?] = []) throws(SessionStoreError) -> [[String?]] {
         BlockingHint.willBlock()
         let result: OpaquePointer? = withArrayOfOptionalCStrings(parameters) { pointers in
@@ -67,6 +97,90 @@ final class PostgresConnection {
         }
     }
 
+    /// Runs a script of several statements without parameters (schema changes), as one
+    /// simple query: in one implicit transaction unless it has its own BEGIN/COMMIT.
+    func run(_ script: String) throws(SessionStoreError) {
+        BlockingHint.willBlock()
+        let result = PQexec(connection, script)
+        defer { PQclear(result) }
+        guard let result, [PGRES_COMMAND_OK, PGRES_TUPLES_OK].contains(PQresultStatus(result)) else { throw failure(result) }
+    }
+
+    /// Runs a statement prepared on this connection under `name` (prepared on first use):
+    /// one round trip, parameters and results in binary form (no hex encoding of items).
+    func execute(_ name: String, _ sql: String, _ parameters: [PostgresValue]) throws(SessionStoreError) -> [[PostgresField]] {
+        BlockingHint.willBlock()
+        if !prepared.contains(name) {
+            let result = PQprepare(connection, name, sql, Int32(parameters.count), nil)
+            defer { PQclear(result) }
+            guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else { throw failure(result) }
+            prepared.insert(name)
+        }
+        let lengths = parameters.map { value -> Int32 in
+            if case .bytes(let bytes) = value { return Int32(bytes.count) }
+            return 0
+        }
+        let formats = parameters.map { value -> Int32 in
+            if case .bytes = value { return 1 }
+            return 0
+        }
+        let result = withParameterPointers(parameters) { values in
+            PQexecPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 1)
+        }
+        defer { PQclear(result) }
+        guard let result else { throw failure("the statement could not be sent") }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK: return []
+        case PGRES_TUPLES_OK: return try Self.binaryRows(result)
+        default: throw failure(result)
+        }
+    }
+
+    private func failure(_ result: OpaquePointer?) -> SessionStoreError {
+        guard let result else { return failure(Self.errorText(connection)) }
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
+        return failure(String(cString: PQresultErrorMessage(result)), sqlState: state)
+    }
+
+    /// The rows of a binary result, each column decoded by its type.
+    private static func binaryRows(_ result: OpaquePointer) throws(SessionStoreError) -> [[PostgresField]] {
+        let count = PQntuples(result), columns = PQnfields(result)
+        var rows: [[PostgresField]] = []
+        rows.reserveCapacity(Int(count))
+        for row in 0..<count {
+            var fields: [PostgresField] = []
+            fields.reserveCapacity(Int(columns))
+            for column in 0..<columns {
+                if PQgetisnull(result, row, column) == 1 {
+                    fields.append(.null)
+                    continue
+                }
+                let length = Int(PQgetlength(result, row, column))
+                let bytes = UnsafeRawBufferPointer(start: PQgetvalue(result, row, column), count: length)
+                fields.append(try PostgresField(type: PQftype(result, column), bytes))
+            }
+            rows.append(fields)
+        }
+        return rows
+    }
+
+    // MARK: Notifications
+
+    /// The socket, for waiting on notifications.
+    var socket: Int32 { PQsocket(connection) }
+
+    /// Reads what the server sent and returns the payloads of the notifications that arrived
+    /// (LISTEN); throws when the connection is gone.
+    func notifications() throws(SessionStoreError) -> [String] {
+        guard PQconsumeInput(connection) == 1 else { throw failure(Self.errorText(connection)) }
+        var payloads: [String] = []
+        while let notice = PQnotifies(connection) {
+            payloads.append(String(cString: notice.pointee.extra))
+            PQfreemem(notice)
+        }
+        return payloads
+    }
+
     private func failure(_ message: String, sqlState: String = "") -> SessionStoreError {
         let text = message.trimmingCharacters(in: .whitespacesAndNewlines)
         // 57014 query_canceled (statement_timeout); class 08 connection exceptions; 57P0x
@@ -88,6 +202,71 @@ final class PostgresConnection {
         let database = PQdb(connection).map { String(cString: $0) } ?? "?"
         return "\(host):\(port)/\(database)"
     }
+}
+
+/// A statement parameter: text (the server converts it to the parameter's type), binary bytes
+/// (`bytea`), or NULL.
+enum PostgresValue {
+    case text(String)
+    case bytes([UInt8])
+    case null
+
+    static func int(_ value: Int) -> PostgresValue { .text(String(value)) }
+}
+
+/// A column of a binary result, decoded by its type (boolean, integers, bytea, text).
+enum PostgresField: Equatable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case bytes([UInt8])
+    case text(String)
+
+    init(type: Oid, _ bytes: UnsafeRawBufferPointer) throws(SessionStoreError) {
+        func integer(_ width: Int) -> Int {
+            var value = 0
+            for byte in bytes.prefix(width) { value = value << 8 | Int(byte) }
+            // Sign-extend from `width` bytes.
+            let shift = 64 - width * 8
+            return shift > 0 ? (value << shift) >> shift : value
+        }
+        switch type {
+        case 16: self = .bool(bytes.first == 1)
+        case 20 where bytes.count == 8: self = .int(integer(8))
+        case 23 where bytes.count == 4: self = .int(integer(4))
+        case 21 where bytes.count == 2: self = .int(integer(2))
+        case 17: self = .bytes(Array(bytes))
+        case 2278: self = .null  // void: a function that returns nothing
+        case 25, 1043, 1042, 19: self = .text(String(decoding: bytes, as: UTF8.self))
+        default: throw SessionStoreError(.refused, "the session database answered a column of unexpected type \(type)")
+        }
+    }
+
+    var int: Int? { if case .int(let value) = self { value } else { nil } }
+    var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
+    var bytes: [UInt8]? { if case .bytes(let value) = self { value } else { nil } }
+    var text: String? { if case .text(let value) = self { value } else { nil } }
+}
+
+/// Calls `body` with the parameters as C pointers (text NUL-terminated, bytes raw, NULL nil).
+private func withParameterPointers<R>(_ parameters: [PostgresValue], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    var buffers: [UnsafeMutablePointer<CChar>?] = []
+    buffers.reserveCapacity(parameters.count)
+    defer { for buffer in buffers { free(buffer) } }
+    for parameter in parameters {
+        switch parameter {
+        case .text(let text): buffers.append(strdup(text))
+        case .null: buffers.append(nil)
+        case .bytes(let bytes):
+            let buffer = malloc(max(1, bytes.count))!.assumingMemoryBound(to: CChar.self)
+            bytes.withUnsafeBytes { source in
+                if let base = source.baseAddress { memcpy(buffer, base, bytes.count) }
+            }
+            buffers.append(buffer)
+        }
+    }
+    let array = buffers.map { $0.map { UnsafePointer($0) } }
+    return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
 /// Calls `body` with a NULL-terminated C array of the strings (alive during the call).

@@ -104,3 +104,11 @@ public struct SessionPartitionResolver: Sendable {
         self.resolve = resolve
     }
 }
+
+/// A store with periodic work of its own (deleting expired sessions from a database, raising
+/// Session_End for them), which the host's maintenance service offers it every
+/// `SessionOptions.expiryCheckInterval`. The store decides how often it really works, and does
+/// slow work on a thread of its own: the caller must not wait for it.
+public protocol MaintainedSessionStateStore: SessionStateStore {
+    func performMaintenance()
+}

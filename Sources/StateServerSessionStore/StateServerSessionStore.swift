@@ -97,7 +97,9 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     /// extensions.
     private let extensions = Locked<Extensions>(Extensions())
     private let keyPrefixes = Locked<[String: String]>([:])
-    private let health = StoreHealth()
+    private let health = StoreHealth(
+        outageMessage: "Unable to make the session state request to the session state server. Please ensure that the state server is started and that the client and server ports are the same.",
+        recoveryMessage: "the session state server answers again")
 
     private struct Extensions {
         var known = false
@@ -295,11 +297,11 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
                 if !reply.closes {
                     idle.withLock { if $0.count < configuration.maxIdleConnections { $0.append(connection) } }
                 }
-                health.succeeded(logger: logger, server: configuration.address)
+                health.succeeded(logger: logger, server: "\(configuration.address)")
                 return reply
             } catch {
                 guard reused != nil, attempt == 1, repeatable, error.kind == .unavailable else {
-                    health.failed(error, logger: logger, server: configuration.address)
+                    health.failed(error, logger: logger, server: "\(configuration.address)")
                     throw error
                 }
             }
@@ -319,7 +321,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     /// Connect failures, before a connection exists, count too.
     private func connect() throws(SessionStoreError) -> StateServerConnection {
         do { return try StateServerConnection(address: configuration.address, timeout: configuration.networkTimeout) } catch {
-            health.failed(error, logger: logger, server: configuration.address)
+            health.failed(error, logger: logger, server: "\(configuration.address)")
             throw error
         }
     }
@@ -354,45 +356,5 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
             }
         }
         return encoded
-    }
-}
-
-/// Logs a store outage once when it begins (with ASP.NET's wording), at most once a minute
-/// while it lasts, and once when the store answers again.
-final class StoreHealth: Sendable {
-    private struct State {
-        var failingSince: ContinuousClock.Instant?
-        var lastReport: ContinuousClock.Instant?
-        var failures = 0
-    }
-
-    private let state = Locked(State())
-
-    func failed(_ error: SessionStoreError, logger: Logger, server: StateServerAddress) {
-        let report = state.withLock { state -> Bool in
-            let now = ContinuousClock.now
-            state.failures += 1
-            if state.failingSince == nil { state.failingSince = now }
-            guard state.lastReport.map({ now - $0 >= .seconds(60) }) ?? true else { return false }
-            state.lastReport = now
-            return true
-        }
-        guard report else { return }
-        logger.error("Unable to make the session state request to the session state server. Please ensure that the state server is started and that the client and server ports are the same.", metadata: [
-            "server": "\(server)", "error": "\(error.message)", "kind": "\(error.kind)",
-        ])
-    }
-
-    func succeeded(logger: Logger, server: StateServerAddress) {
-        let recovered = state.withLock { state -> (since: ContinuousClock.Instant, failures: Int)? in
-            guard let since = state.failingSince else { return nil }
-            defer { state = State() }
-            return (since, state.failures)
-        }
-        if let recovered {
-            logger.notice("the session state server answers again", metadata: [
-                "server": "\(server)", "failed-requests": "\(recovered.failures)", "outage": "\(ContinuousClock.now - recovered.since)",
-            ])
-        }
     }
 }

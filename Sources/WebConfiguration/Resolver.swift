@@ -289,19 +289,8 @@ struct Resolver {
         if mode == .stateServer, settings.partitionResolverType.isEmpty, StateServerAddress(settings.stateConnectionString) == nil {
             report(StateServerAddress.invalidMessage, "stateConnectionString")
         }
-        if mode == .sqlServer, settings.partitionResolverType.isEmpty {
-            do throws(ValueError) {
-                let options = try ConnectionStringSyntax.parse(settings.sqlConnectionString)
-                if !settings.allowCustomSqlDatabase,
-                   options.keys.contains(where: { ["database", "initial catalog", "attachdbfilename"].contains($0) }) {
-                    report(
-                        "The sqlConnectionString attribute or the connection string it refers to cannot contain the connection options 'Database', 'Initial Catalog' or 'AttachDbFileName'. In order to allow this, allowCustomSqlDatabase attribute must be set to true and the application needs to be granted unrestricted SqlClientPermission. Please check with your administrator if the application does not have this permission.",
-                        "sqlConnectionString")
-                }
-            } catch {
-                report("Error parsing <sessionState> sqlConnectionString attribute: \(error.message)", "sqlConnectionString")
-            }
-        }
+        // sqlConnectionString is checked by the SQLServer store an app links (its syntaxes
+        // are the store's: libpq, sqlite:PATH and ADO.NET keywords); see the README.
     }
 }
 

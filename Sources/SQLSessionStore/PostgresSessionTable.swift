@@ -1,0 +1,272 @@
+import Foundation
+import SessionState
+
+/// The ASPState schema on PostgreSQL and its procedures as functions, so that each store
+/// operation is one round trip (a prepared `SELECT` of one function) and atomic.
+///
+/// Names follow ASP.NET's `InstallSqlState.sql` (unquoted, so PostgreSQL folds them to lower
+/// case and a DBA may type them either way). Differences: one `bytea` item column
+/// (`SessionItemLong`, as Microsoft's async provider), `timestamptz` times, a lock-wait flag
+/// (`Flags` bit 2) that makes a release `NOTIFY` only when someone waits, and a sweeper lease.
+enum PostgresSchema {
+    /// The release notifications' channel; the payload is the stored session id.
+    static let channel = "aspstate_release"
+
+    static let tables = """
+        CREATE TABLE IF NOT EXISTS ASPStateSchema (
+            Component   text        PRIMARY KEY,
+            Version     integer     NOT NULL,
+            InstalledAt timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS ASPStateTempApplications (
+            AppId   integer      PRIMARY KEY,
+            AppName varchar(280) NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS Index_AppName ON ASPStateTempApplications (AppName);
+        CREATE TABLE IF NOT EXISTS ASPStateTempSessions (
+            SessionId       varchar(88) COLLATE "C" PRIMARY KEY,
+            Created         timestamptz NOT NULL DEFAULT now(),
+            Expires         timestamptz NOT NULL,
+            LockDate        timestamptz NOT NULL,
+            LockDateLocal   timestamp   NOT NULL,
+            LockCookie      integer     NOT NULL,
+            Timeout         integer     NOT NULL,
+            Locked          boolean     NOT NULL,
+            SessionItemLong bytea,
+            Flags           integer     NOT NULL DEFAULT 0
+        ) WITH (fillfactor = 70);
+        CREATE INDEX IF NOT EXISTS Index_Expires ON ASPStateTempSessions (Expires);
+        CREATE TABLE IF NOT EXISTS ASPStateSweeper (
+            Name       text        PRIMARY KEY,
+            Owner      text        NOT NULL,
+            LeaseUntil timestamptz NOT NULL
+        );
+        """
+
+    /// The functions. Reads that only lock or slide the expiry commit asynchronously (a crash
+    /// may forget a lock or a refresh, never a saved session); saves, releases and removals
+    /// commit synchronously.
+    static let functions = """
+        CREATE OR REPLACE FUNCTION TempGetVersion() RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT \(SQLSchema.version) $$;
+
+        CREATE OR REPLACE FUNCTION TempGetAppID(p_name varchar, p_hash integer) RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE v_name varchar := lower(p_name); v_id integer; v_other varchar;
+        BEGIN
+            SELECT a.AppId INTO v_id FROM ASPStateTempApplications a WHERE a.AppName = v_name;
+            IF FOUND THEN RETURN v_id; END IF;
+            INSERT INTO ASPStateTempApplications (AppId, AppName) VALUES (p_hash, v_name) ON CONFLICT (AppId) DO NOTHING;
+            SELECT a.AppName INTO v_other FROM ASPStateTempApplications a WHERE a.AppId = p_hash;
+            IF v_other <> v_name THEN
+                RAISE EXCEPTION 'SQL session state fatal error: hash-code collision between applications ''%'' and ''%''. Please rename the 1st application to resolve the problem.', v_name, v_other;
+            END IF;
+            RETURN p_hash;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION TempGetStateItemExclusive3(p_id varchar)
+        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
+            SELECT set_config('synchronous_commit', 'off', true);
+            WITH old AS (
+                SELECT o.SessionId, o.Locked, o.LockDate, o.Flags FROM ASPStateTempSessions o
+                WHERE o.SessionId = p_id AND o.Expires >= now() FOR UPDATE
+            )
+            UPDATE ASPStateTempSessions s SET
+                Expires = now() + make_interval(mins => s.Timeout),
+                LockDate = CASE WHEN old.Locked THEN s.LockDate ELSE now() END,
+                LockDateLocal = CASE WHEN old.Locked THEN s.LockDateLocal ELSE localtimestamp END,
+                LockCookie = CASE WHEN old.Locked THEN s.LockCookie ELSE s.LockCookie + 1 END,
+                Locked = true,
+                Flags = (s.Flags & ~1) | CASE WHEN old.Locked THEN 2 ELSE 0 END
+            FROM old WHERE s.SessionId = old.SessionId
+            RETURNING old.Locked,
+                CASE WHEN old.Locked THEN (extract(epoch FROM now() - old.LockDate) * 1000)::bigint ELSE 0 END,
+                s.LockCookie,
+                CASE WHEN NOT old.Locked AND old.Flags & 1 <> 0 THEN 1 ELSE 0 END,
+                CASE WHEN old.Locked THEN NULL ELSE s.SessionItemLong END
+        $$;
+
+        CREATE OR REPLACE FUNCTION TempGetStateItem3(p_id varchar)
+        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
+            SELECT set_config('synchronous_commit', 'off', true);
+            WITH cur AS (
+                SELECT c.SessionId, c.Locked, c.LockDate, c.LockCookie, c.Flags, c.SessionItemLong FROM ASPStateTempSessions c
+                WHERE c.SessionId = p_id AND c.Expires >= now()
+            ), touched AS (
+                UPDATE ASPStateTempSessions s SET Expires = now() + make_interval(mins => s.Timeout), Flags = s.Flags & ~1
+                FROM cur WHERE s.SessionId = cur.SessionId AND (s.Flags & 1 <> 0
+                    OR s.Expires < now() + make_interval(mins => s.Timeout) - make_interval(secs => least(60, greatest(1, s.Timeout * 6))))
+                RETURNING cur.Flags & 1 <> 0 AS Initialized
+            )
+            SELECT cur.Locked,
+                CASE WHEN cur.Locked THEN (extract(epoch FROM now() - cur.LockDate) * 1000)::bigint ELSE 0 END,
+                cur.LockCookie,
+                CASE WHEN NOT cur.Locked AND coalesce((SELECT t.Initialized FROM touched t), false) THEN 1 ELSE 0 END,
+                CASE WHEN cur.Locked THEN NULL ELSE cur.SessionItemLong END
+            FROM cur
+        $$;
+
+        CREATE OR REPLACE FUNCTION TempReleaseStateItemExclusive(p_id varchar, p_cookie integer) RETURNS void LANGUAGE plpgsql AS $$
+        DECLARE v_flags integer;
+        BEGIN
+            SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
+            IF NOT FOUND THEN RETURN; END IF;
+            UPDATE ASPStateTempSessions s SET Locked = false, Expires = now() + make_interval(mins => s.Timeout), Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION TempInsertStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_flags integer) RETURNS boolean LANGUAGE sql AS $$
+            INSERT INTO ASPStateTempSessions AS s (SessionId, Created, Expires, LockDate, LockDateLocal, LockCookie, Timeout, Locked, SessionItemLong, Flags)
+            VALUES (p_id, now(), now() + make_interval(mins => p_timeout), now(), localtimestamp, 1, p_timeout, false, p_item, p_flags)
+            ON CONFLICT (SessionId) DO UPDATE SET Created = EXCLUDED.Created, Expires = EXCLUDED.Expires, LockDate = EXCLUDED.LockDate,
+                LockDateLocal = EXCLUDED.LockDateLocal, LockCookie = s.LockCookie + 1, Timeout = EXCLUDED.Timeout, Locked = false,
+                SessionItemLong = EXCLUDED.SessionItemLong, Flags = EXCLUDED.Flags
+            WHERE s.Expires < now()
+            RETURNING true
+        $$;
+
+        CREATE OR REPLACE FUNCTION TempInsertUninitializedItem(p_id varchar, p_item bytea, p_timeout integer) RETURNS boolean LANGUAGE sql AS $$
+            SELECT TempInsertStateItemLong(p_id, p_item, p_timeout, 1)
+        $$;
+
+        CREATE OR REPLACE FUNCTION TempUpdateStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_cookie integer) RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE v_flags integer;
+        BEGIN
+            SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
+            IF NOT FOUND THEN RETURN false; END IF;
+            UPDATE ASPStateTempSessions s SET SessionItemLong = p_item, Timeout = p_timeout, Expires = now() + make_interval(mins => p_timeout),
+                Locked = false, Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+            RETURN true;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION TempRemoveStateItem(p_id varchar, p_cookie integer) RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE v_locked boolean; v_cookie integer; v_flags integer;
+        BEGIN
+            SELECT s.Locked, s.LockCookie, s.Flags INTO v_locked, v_cookie, v_flags FROM ASPStateTempSessions s
+            WHERE s.SessionId = p_id AND s.Expires >= now() FOR UPDATE;
+            IF NOT FOUND THEN RETURN 0; END IF;
+            IF (p_cookie IS NULL AND v_locked) OR (p_cookie IS NOT NULL AND (NOT v_locked OR v_cookie <> p_cookie)) THEN RETURN -1; END IF;
+            DELETE FROM ASPStateTempSessions s WHERE s.SessionId = p_id;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+            RETURN 1;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION TempResetTimeout(p_id varchar) RETURNS void LANGUAGE sql AS $$
+            SELECT set_config('synchronous_commit', 'off', true);
+            UPDATE ASPStateTempSessions s SET Expires = now() + make_interval(mins => s.Timeout)
+            WHERE s.SessionId = p_id AND s.Expires >= now()
+                AND s.Expires < now() + make_interval(mins => s.Timeout) - make_interval(secs => least(60, greatest(1, s.Timeout * 6)));
+        $$;
+
+        CREATE OR REPLACE FUNCTION DeleteExpiredSessions(p_limit integer, p_with_items boolean)
+        RETURNS TABLE (StoredId varchar, ApplicationName varchar, Item bytea) LANGUAGE sql AS $$
+            WITH gone AS (
+                DELETE FROM ASPStateTempSessions s WHERE s.SessionId IN (
+                    SELECT e.SessionId FROM ASPStateTempSessions e WHERE e.Expires < now() ORDER BY e.Expires LIMIT p_limit FOR UPDATE SKIP LOCKED
+                ) AND s.Expires < now()
+                RETURNING s.SessionId, CASE WHEN p_with_items THEN s.SessionItemLong END AS Blob
+            )
+            SELECT gone.SessionId, a.AppName, gone.Blob FROM gone
+            LEFT JOIN ASPStateTempApplications a ON length(gone.SessionId) > 8 AND a.AppId = ('x' || right(gone.SessionId, 8))::bit(32)::integer
+        $$;
+        """
+
+    static let uninstall = """
+        DROP FUNCTION IF EXISTS TempGetVersion(), TempGetAppID(varchar, integer), TempGetStateItemExclusive3(varchar), TempGetStateItem3(varchar),
+            TempReleaseStateItemExclusive(varchar, integer), TempInsertUninitializedItem(varchar, bytea, integer),
+            TempInsertStateItemLong(varchar, bytea, integer, integer), TempUpdateStateItemLong(varchar, bytea, integer, integer),
+            TempRemoveStateItem(varchar, integer), TempResetTimeout(varchar), DeleteExpiredSessions(integer, boolean);
+        DROP TABLE IF EXISTS ASPStateTempSessions, ASPStateTempApplications, ASPStateSweeper, ASPStateSchema;
+        """
+}
+
+/// One PostgreSQL connection doing the ASPState operations.
+final class PostgresSessionTable: SessionTableConnection {
+    let connection: PostgresConnection
+
+    init(_ connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    var isUsable: Bool { connection.isUsable }
+    var isAlive: Bool { connection.isAlive }
+
+    func schemaVersion() throws(SessionStoreError) -> Int? {
+        // Checked first: a statement naming a missing table fails as a whole.
+        let present = try connection.query("SELECT to_regclass('aspstateschema') IS NOT NULL AND to_regclass('aspstatetempsessions') IS NOT NULL")
+        guard present.first?.first == "t" else { return nil }
+        return try connection.query("SELECT Version FROM ASPStateSchema WHERE Component = 'session-state'").first?.first?.flatMap { Int($0) }
+    }
+
+    func applicationID(name: String, hash: Int32) throws(SessionStoreError) -> Int32 {
+        let rows = try connection.execute("appid", "SELECT TempGetAppID($1, $2)", [.text(name), .int(Int(hash))])
+        guard let id = rows.first?.first?.int else { throw SessionStoreError(.refused, "TempGetAppID returned nothing") }
+        return Int32(truncatingIfNeeded: id)
+    }
+
+    func get(_ id: String, exclusive: Bool) throws(SessionStoreError) -> SessionRow? {
+        let rows = exclusive
+            ? try connection.execute("getx", "SELECT * FROM TempGetStateItemExclusive3($1)", [.text(id)])
+            : try connection.execute("get", "SELECT * FROM TempGetStateItem3($1)", [.text(id)])
+        guard let row = rows.first, row.count == 5, let locked = row[0].bool, let age = row[1].int, let cookie = row[2].int else { return nil }
+        return SessionRow(locked: locked, lockAge: .milliseconds(max(0, age)), lockCookie: cookie, initialize: row[3].int == 1, item: row[4].bytes)
+    }
+
+    func release(_ id: String, cookie: Int) throws(SessionStoreError) {
+        _ = try connection.execute("release", "SELECT TempReleaseStateItemExclusive($1, $2)", [.text(id), .int(cookie)])
+    }
+
+    func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool {
+        let rows = try connection.execute("insert", "SELECT TempInsertStateItemLong($1, $2, $3, $4)", [.text(id), .bytes(item), .int(timeout), .int(uninitialized ? 1 : 0)])
+        return rows.first?.first?.bool == true
+    }
+
+    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> Bool {
+        let rows = try connection.execute("update", "SELECT TempUpdateStateItemLong($1, $2, $3, $4)", [.text(id), .bytes(item), .int(timeout), .int(cookie)])
+        return rows.first?.first?.bool == true
+    }
+
+    func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {
+        let rows = try connection.execute("remove", "SELECT TempRemoveStateItem($1, $2)", [.text(id), cookie.map { .int($0) } ?? .null])
+        switch rows.first?.first?.int {
+        case 1: return .removed
+        case -1: return .heldByAnother
+        default: return .notFound
+        }
+    }
+
+    func resetTimeout(_ id: String) throws(SessionStoreError) {
+        _ = try connection.execute("reset", "SELECT TempResetTimeout($1)", [.text(id)])
+    }
+
+    func contains(sessionID: String) throws(SessionStoreError) -> Bool {
+        let rows = try connection.execute(
+            "contains",
+            "SELECT EXISTS (SELECT 1 FROM ASPStateTempSessions WHERE SessionId >= $1 AND SessionId < $1 || '~' AND length(SessionId) = length($1) + 8 AND Expires >= now())",
+            [.text(sessionID)])
+        return rows.first?.first?.bool == true
+    }
+
+    func lockState(_ id: String) throws(SessionStoreError) -> (locked: Bool, cookie: Int)? {
+        let rows = try connection.execute("lockstate", "SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = $1 AND Expires >= now()", [.text(id)])
+        guard let row = rows.first, let locked = row[0].bool, let cookie = row[1].int else { return nil }
+        return (locked, cookie)
+    }
+
+    func claimSweep(owner: String, lease: Duration) throws(SessionStoreError) -> Bool {
+        let rows = try connection.execute("sweeper", """
+            INSERT INTO ASPStateSweeper AS w (Name, Owner, LeaseUntil) VALUES ('expiry', $1, now() + make_interval(secs => $2::integer))
+            ON CONFLICT (Name) DO UPDATE SET Owner = EXCLUDED.Owner, LeaseUntil = EXCLUDED.LeaseUntil
+            WHERE w.LeaseUntil < now() OR w.Owner = EXCLUDED.Owner
+            RETURNING true
+            """, [.text(owner), .int(Int(lease.components.seconds))])
+        return rows.first?.first?.bool == true
+    }
+
+    func deleteExpired(limit: Int, withItems: Bool) throws(SessionStoreError) -> [ExpiredSession] {
+        let rows = try connection.execute("sweep", "SELECT * FROM DeleteExpiredSessions($1, $2)", [.int(limit), .text(withItems ? "true" : "false")])
+        return rows.compactMap { row in
+            guard let id = row[0].text else { return nil }
+            return ExpiredSession(storedID: id, applicationName: row[1].text, item: row[2].bytes)
+        }
+    }
+}

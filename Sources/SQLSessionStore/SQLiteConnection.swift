@@ -1,0 +1,164 @@
+import CSQLite
+import Foundation
+import Locking
+import SessionState
+
+/// One SQLite connection (Debian's libsqlite3), used by one worker thread at a time, with its
+/// statements prepared once. Writers from other connections and processes are waited for up to
+/// the command timeout (`busy_timeout`); the database is in WAL mode, so readers never wait.
+final class SQLiteConnection {
+    private let database: OpaquePointer
+    let path: String
+    private var statements: [String: OpaquePointer] = [:]
+    private(set) var isUsable = true
+
+    /// A statement value: integer, real, text, blob or NULL.
+    enum Value {
+        case int(Int)
+        case real(Double)
+        case text(String)
+        case blob([UInt8])
+        case null
+    }
+
+    /// Opens `path`; `create` only for `session-host sql install` (a worker never creates the
+    /// database: a missing file is a schema that is not installed).
+    init(path: String, busyTimeout: Duration, create: Bool = false) throws(SessionStoreError) {
+        BlockingHint.willBlock()
+        self.path = path
+        if !create, !FileManager.default.fileExists(atPath: path) {
+            throw SessionStoreError(.configuration, SQLSchema.notInstalled("SQLite \(path)", connectionStringHint: "sqlite:\(path)"))
+        }
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0)
+        let status = sqlite3_open_v2(path, &handle, flags, nil)
+        guard status == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(status))
+            sqlite3_close_v2(handle)
+            throw SessionStoreError(.unavailable, "cannot open the SQLite session database \(path): \(message)")
+        }
+        database = handle
+        let milliseconds = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        sqlite3_busy_timeout(handle, Int32(clamping: milliseconds))
+        // Saved sessions survive a crash of the machine, not only of the process (FULL);
+        // foreign keys are not used.
+        try run("PRAGMA synchronous = FULL")
+    }
+
+    deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        sqlite3_close_v2(database)
+    }
+
+    /// Rows changed by the last statement.
+    var changes: Int { Int(sqlite3_changes(database)) }
+
+    /// Runs `sql` (one statement, prepared once per connection) and returns its rows.
+    @discardableResult
+    func execute(_ sql: String, _ parameters: [Value] = []) throws(SessionStoreError) -> [[Value]] {
+        BlockingHint.willBlock()
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        for (index, parameter) in parameters.enumerated() {
+            let position = Int32(index + 1)
+            switch parameter {
+            case .int(let value): sqlite3_bind_int64(statement, position, Int64(value))
+            case .real(let value): sqlite3_bind_double(statement, position, value)
+            case .text(let value): sqlite3_bind_text(statement, position, value, -1, sqliteTransient)
+            case .blob(let bytes): bytes.withUnsafeBytes { _ = sqlite3_bind_blob(statement, position, $0.baseAddress, Int32(bytes.count), sqliteTransient) }
+            case .null: sqlite3_bind_null(statement, position)
+            }
+        }
+        var rows: [[Value]] = []
+        while true {
+            let status = sqlite3_step(statement)
+            if status == SQLITE_DONE { return rows }
+            guard status == SQLITE_ROW else { throw failure(status) }
+            rows.append((0..<sqlite3_column_count(statement)).map { column(statement, $0) })
+        }
+    }
+
+    /// Runs statements that take no parameters (schema changes), all at once.
+    func run(_ sql: String) throws(SessionStoreError) {
+        BlockingHint.willBlock()
+        var message: UnsafeMutablePointer<CChar>?
+        let status = sqlite3_exec(database, sql, nil, nil, &message)
+        defer { sqlite3_free(message) }
+        guard status == SQLITE_OK else { throw failure(status, message.map { String(cString: $0) }) }
+    }
+
+    /// Runs `body` in a short write transaction (`BEGIN IMMEDIATE`: the write lock is taken
+    /// at once, so two of them never deadlock); rolled back if it throws. Never held across a
+    /// request: each store operation is one such transaction.
+    func writeTransaction<T>(_ body: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            if sqlite3_get_autocommit(database) == 0 {
+                // The transaction is still open: end it, or the next statement would run in it.
+                do { try execute("ROLLBACK") } catch { isUsable = false }
+            }
+            throw error
+        }
+    }
+
+    private func prepared(_ sql: String) throws(SessionStoreError) -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        var statement: OpaquePointer?
+        let status = sqlite3_prepare_v3(database, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard status == SQLITE_OK, let statement else { throw failure(status) }
+        statements[sql] = statement
+        return statement
+    }
+
+    private func column(_ statement: OpaquePointer, _ index: Int32) -> Value {
+        switch sqlite3_column_type(statement, index) {
+        case SQLITE_INTEGER: return .int(Int(sqlite3_column_int64(statement, index)))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, index))
+        case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, index)))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, index))
+            guard count > 0, let base = sqlite3_column_blob(statement, index) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: base, count: count)))
+        default: return .null
+        }
+    }
+
+    private func failure(_ status: Int32, _ detail: String? = nil) -> SessionStoreError {
+        let message = detail ?? String(cString: sqlite3_errmsg(database))
+        switch status & 0xFF {
+        case SQLITE_BUSY, SQLITE_LOCKED:
+            return SessionStoreError(.timeout, "the SQLite session database \(path) stayed locked by another writer for longer than the command timeout: \(message)")
+        case SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_FULL, SQLITE_NOMEM:
+            isUsable = false
+            return SessionStoreError(.unavailable, "the SQLite session database \(path) is unavailable: \(message)")
+        case SQLITE_CORRUPT, SQLITE_NOTADB:
+            isUsable = false
+            return SessionStoreError(.unavailable, "the SQLite session database \(path) is damaged: \(message)")
+        default:
+            return SessionStoreError(.refused, "the SQLite session database \(path) refused a statement: \(message)")
+        }
+    }
+}
+
+/// `SQLITE_TRANSIENT`: SQLite copies the bound value (a C macro Swift does not import).
+private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+extension SQLiteConnection.Value {
+    var int: Int? { if case .int(let value) = self { value } else { nil } }
+    var real: Double? {
+        switch self {
+        case .real(let value): value
+        case .int(let value): Double(value)
+        default: nil
+        }
+    }
+    var text: String? { if case .text(let value) = self { value } else { nil } }
+    var blob: [UInt8]? { if case .blob(let value) = self { value } else { nil } }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import SessionState
+
+/// The ASPState schema in a SQLite file. Times are Unix seconds (`REAL`; a DBA reads them with
+/// `datetime(Expires, 'unixepoch')`); one `BLOB` item column, as on PostgreSQL.
+enum SQLiteSchema {
+    static let tables = """
+        PRAGMA journal_mode = WAL;
+        CREATE TABLE IF NOT EXISTS ASPStateSchema (
+            Component   TEXT    PRIMARY KEY,
+            Version     INTEGER NOT NULL,
+            InstalledAt TEXT    NOT NULL DEFAULT (datetime('now'))
+        );
+        CREATE TABLE IF NOT EXISTS ASPStateTempApplications (
+            AppId   INTEGER PRIMARY KEY,
+            AppName TEXT    NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS Index_AppName ON ASPStateTempApplications (AppName);
+        CREATE TABLE IF NOT EXISTS ASPStateTempSessions (
+            SessionId       TEXT    NOT NULL PRIMARY KEY,
+            Created         REAL    NOT NULL,
+            Expires         REAL    NOT NULL,
+            LockDate        REAL    NOT NULL,
+            LockDateLocal   TEXT    NOT NULL,
+            LockCookie      INTEGER NOT NULL,
+            Timeout         INTEGER NOT NULL,
+            Locked          INTEGER NOT NULL,
+            SessionItemLong BLOB,
+            Flags           INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS Index_Expires ON ASPStateTempSessions (Expires);
+        CREATE TABLE IF NOT EXISTS ASPStateSweeper (
+            Name       TEXT PRIMARY KEY,
+            Owner      TEXT NOT NULL,
+            LeaseUntil REAL NOT NULL
+        );
+        """
+
+    static let uninstall = """
+        DROP TABLE IF EXISTS ASPStateTempSessions;
+        DROP TABLE IF EXISTS ASPStateTempApplications;
+        DROP TABLE IF EXISTS ASPStateSweeper;
+        DROP TABLE IF EXISTS ASPStateSchema;
+        """
+}
+
+/// One SQLite connection doing the ASPState operations. Each is one statement or one short
+/// `BEGIN IMMEDIATE` transaction of a few statements (SQLite's `RETURNING` cannot return a
+/// row's values from before an update); none is held across a request.
+final class SQLiteSessionTable: SessionTableConnection {
+    let connection: SQLiteConnection
+
+    init(_ connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    var isUsable: Bool { connection.isUsable }
+    var isAlive: Bool { connection.isUsable }
+
+    private var now: Double { Date().timeIntervalSince1970 }
+
+    func schemaVersion() throws(SessionStoreError) -> Int? {
+        let tables = try connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('ASPStateSchema', 'ASPStateTempSessions')")
+        guard tables.first?.first?.int == 2 else { return nil }
+        return try connection.execute("SELECT Version FROM ASPStateSchema WHERE Component = 'session-state'").first?.first?.int
+    }
+
+    func applicationID(name: String, hash: Int32) throws(SessionStoreError) -> Int32 {
+        let name = name.lowercased()
+        return try connection.writeTransaction { () throws(SessionStoreError) -> Int32 in
+            if let id = try connection.execute("SELECT AppId FROM ASPStateTempApplications WHERE AppName = ?1", [.text(name)]).first?.first?.int {
+                return Int32(truncatingIfNeeded: id)
+            }
+            try connection.execute("INSERT OR IGNORE INTO ASPStateTempApplications (AppId, AppName) VALUES (?1, ?2)", [.int(Int(hash)), .text(name)])
+            let owner = try connection.execute("SELECT AppName FROM ASPStateTempApplications WHERE AppId = ?1", [.int(Int(hash))]).first?.first?.text
+            guard owner == name else {
+                throw SessionStoreError(.configuration, "SQL session state fatal error: hash-code collision between applications '\(name)' and '\(owner ?? "?")'. Please rename the 1st application to resolve the problem.")
+            }
+            return hash
+        }
+    }
+
+    func get(_ id: String, exclusive: Bool) throws(SessionStoreError) -> SessionRow? {
+        exclusive ? try getExclusive(id) : try getShared(id)
+    }
+
+    private static let select = "SELECT Locked, LockDate, LockCookie, Flags, SessionItemLong, Timeout, Expires FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2"
+
+    private func getExclusive(_ id: String) throws(SessionStoreError) -> SessionRow? {
+        try connection.writeTransaction { () throws(SessionStoreError) -> SessionRow? in
+            let now = self.now
+            guard let row = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
+            let locked = row[0].int == 1, flags = row[3].int ?? 0
+            if locked {
+                try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60, Flags = (Flags & ~1) | 2 WHERE SessionId = ?1", [.text(id), .real(now)])
+                let age = max(0, now - (row[1].real ?? now))
+                return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[2].int ?? 0, initialize: false, item: nil)
+            }
+            try connection.execute("""
+                UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60, LockDate = ?2, LockDateLocal = datetime(?2, 'unixepoch', 'localtime'),
+                    LockCookie = LockCookie + 1, Locked = 1, Flags = Flags & ~1 WHERE SessionId = ?1
+                """, [.text(id), .real(now)])
+            return SessionRow(locked: false, lockAge: .zero, lockCookie: (row[2].int ?? 0) + 1, initialize: flags & 1 != 0, item: row[4].blob ?? [])
+        }
+    }
+
+    private func getShared(_ id: String) throws(SessionStoreError) -> SessionRow? {
+        let now = self.now
+        guard let row = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
+        let locked = row[0].int == 1, flags = row[3].int ?? 0, timeout = row[5].int ?? 20
+        if locked {
+            let age = max(0, now - (row[1].real ?? now))
+            return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[2].int ?? 0, initialize: false, item: nil)
+        }
+        var initialize = false
+        if flags & 1 != 0 {
+            // Only the read that clears the flag reports the session as new.
+            try connection.execute("UPDATE ASPStateTempSessions SET Flags = Flags & ~1, Expires = ?2 + Timeout * 60 WHERE SessionId = ?1 AND Flags & 1 <> 0", [.text(id), .real(now)])
+            initialize = connection.changes == 1
+        } else if (row[6].real ?? 0) < now + Double(timeout * 60) - Double(SQLSchema.refreshThrottle(timeoutMinutes: timeout).components.seconds) {
+            try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60 WHERE SessionId = ?1", [.text(id), .real(now)])
+        }
+        return SessionRow(locked: false, lockAge: .zero, lockCookie: row[2].int ?? 0, initialize: initialize, item: row[4].blob ?? [])
+    }
+
+    func release(_ id: String, cookie: Int) throws(SessionStoreError) {
+        try connection.execute(
+            "UPDATE ASPStateTempSessions SET Locked = 0, Expires = ?3 + Timeout * 60, Flags = Flags & ~2 WHERE SessionId = ?1 AND LockCookie = ?2 AND Locked = 1",
+            [.text(id), .int(cookie), .real(now)])
+    }
+
+    func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool {
+        try connection.execute("""
+            INSERT INTO ASPStateTempSessions (SessionId, Created, Expires, LockDate, LockDateLocal, LockCookie, Timeout, Locked, SessionItemLong, Flags)
+            VALUES (?1, ?2, ?2 + ?4 * 60, ?2, datetime(?2, 'unixepoch', 'localtime'), 1, ?4, 0, ?3, ?5)
+            ON CONFLICT (SessionId) DO UPDATE SET Created = excluded.Created, Expires = excluded.Expires, LockDate = excluded.LockDate,
+                LockDateLocal = excluded.LockDateLocal, LockCookie = LockCookie + 1, Timeout = excluded.Timeout, Locked = 0,
+                SessionItemLong = excluded.SessionItemLong, Flags = excluded.Flags
+            WHERE Expires < ?2
+            """, [.text(id), .real(now), .blob(item), .int(timeout), .int(uninitialized ? 1 : 0)])
+        return connection.changes == 1
+    }
+
+    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> Bool {
+        try connection.execute("""
+            UPDATE ASPStateTempSessions SET SessionItemLong = ?2, Timeout = ?3, Expires = ?5 + ?3 * 60, Locked = 0, Flags = Flags & ~2
+            WHERE SessionId = ?1 AND LockCookie = ?4 AND Locked = 1
+            """, [.text(id), .blob(item), .int(timeout), .int(cookie), .real(now)])
+        return connection.changes == 1
+    }
+
+    func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {
+        try connection.writeTransaction { () throws(SessionStoreError) -> RemoveOutcome in
+            guard let row = try connection.execute("SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2", [.text(id), .real(now)]).first else {
+                return .notFound
+            }
+            let locked = row[0].int == 1
+            if let cookie, !locked || row[1].int != cookie { return .heldByAnother }
+            if cookie == nil, locked { return .heldByAnother }
+            try connection.execute("DELETE FROM ASPStateTempSessions WHERE SessionId = ?1", [.text(id)])
+            return .removed
+        }
+    }
+
+    func resetTimeout(_ id: String) throws(SessionStoreError) {
+        try connection.execute("""
+            UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60
+            WHERE SessionId = ?1 AND Expires >= ?2 AND Expires < ?2 + Timeout * 60 - min(60, max(1, Timeout * 6))
+            """, [.text(id), .real(now)])
+    }
+
+    func contains(sessionID: String) throws(SessionStoreError) -> Bool {
+        let rows = try connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM ASPStateTempSessions WHERE SessionId >= ?1 AND SessionId < ?1 || '~' AND length(SessionId) = length(?1) + 8 AND Expires >= ?2)",
+            [.text(sessionID), .real(now)])
+        return rows.first?.first?.int == 1
+    }
+
+    func lockState(_ id: String) throws(SessionStoreError) -> (locked: Bool, cookie: Int)? {
+        guard let row = try connection.execute("SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2", [.text(id), .real(now)]).first else {
+            return nil
+        }
+        return (row[0].int == 1, row[1].int ?? 0)
+    }
+
+    func claimSweep(owner: String, lease: Duration) throws(SessionStoreError) -> Bool {
+        try connection.execute("""
+            INSERT INTO ASPStateSweeper (Name, Owner, LeaseUntil) VALUES ('expiry', ?1, ?2 + ?3)
+            ON CONFLICT (Name) DO UPDATE SET Owner = excluded.Owner, LeaseUntil = excluded.LeaseUntil
+            WHERE LeaseUntil < ?2 OR Owner = excluded.Owner
+            """, [.text(owner), .real(now), .real(Double(lease.components.seconds))])
+        return connection.changes == 1
+    }
+
+    func deleteExpired(limit: Int, withItems: Bool) throws(SessionStoreError) -> [ExpiredSession] {
+        let rows = try connection.execute("""
+            DELETE FROM ASPStateTempSessions WHERE SessionId IN (
+                SELECT SessionId FROM ASPStateTempSessions WHERE Expires < ?1 ORDER BY Expires LIMIT ?2)
+            RETURNING SessionId, CASE WHEN ?3 THEN SessionItemLong END
+            """, [.real(now), .int(limit), .int(withItems ? 1 : 0)])
+        guard !rows.isEmpty else { return [] }
+        var names: [Int: String] = [:]
+        for row in try connection.execute("SELECT AppId, AppName FROM ASPStateTempApplications") {
+            if let id = row[0].int, let name = row[1].text { names[id] = name }
+        }
+        return rows.compactMap { row in
+            guard let id = row[0].text else { return nil }
+            let appID = UInt32(id.suffix(8), radix: 16).map { Int(Int32(bitPattern: $0)) }
+            return ExpiredSession(storedID: id, applicationName: appID.flatMap { names[$0] }, item: row[1].blob)
+        }
+    }
+}
