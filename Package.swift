@@ -182,6 +182,7 @@ let package = Package(
                 "SessionHost",
                 "SessionState",
                 "StateServerSessionStore",
+                "SQLSessionStore",
                 "WebConfiguration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -196,13 +197,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "SessionProbe",
-            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "StateServerSessionStore"],
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "StateServerSessionStore", "SQLSessionStore"],
             path: "examples/SessionProbe",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "BenchHello",
-            dependencies: ["SessionHostCLI", "SessionHost", "StateServerSessionStore"],
+            dependencies: ["SessionHostCLI", "SessionHost", "StateServerSessionStore", "SQLSessionStore"],
             path: "Benchmarks/BenchHello",
             swiftSettings: strict
         ),
@@ -242,7 +243,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TestWorker", "SessionProbe", "SessionStateServerCommand", "FastCGI", "Locking",
+                "TestWorker", "SessionProbe", "SessionStateServerCommand", "session-host", "FastCGI", "Locking",
                 "StateServerSessionStore", "SQLSessionStore", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

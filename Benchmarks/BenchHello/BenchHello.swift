@@ -1,5 +1,6 @@
 import SessionHost
 import SessionHostCLI
+import SQLSessionStore
 import StateServerSessionStore
 
 /// The benchmark's worker. `…/counter`: read-modify-write of one Int in the ASP.NET session (InProc)
@@ -25,7 +26,7 @@ struct BenchHello {
             return .text("ok")
         }
         await SessionHostMain.run(
-            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory]),
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory]),
             abstract: "The benchmark's worker: hello, a session counter, session fill.")
     }
 }

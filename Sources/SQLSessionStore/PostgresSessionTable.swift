@@ -9,7 +9,8 @@ import SessionState
 /// (`SessionItemLong`, as Microsoft's async provider), `timestamptz` times, a lock-wait flag
 /// (`Flags` bit 2) that makes a release `NOTIFY` only when someone waits, and a sweeper lease.
 enum PostgresSchema {
-    /// The release notifications' channel; the payload is the stored session id.
+    /// The release notifications' channel; the payload is the stored session id and the lock
+    /// cookie released, separated by a space.
     static let channel = "aspstate_release"
 
     static let tables = """
@@ -63,8 +64,21 @@ enum PostgresSchema {
         END $$;
 
         CREATE OR REPLACE FUNCTION TempGetStateItemExclusive3(p_id varchar)
-        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
-            SELECT set_config('synchronous_commit', 'off', true);
+        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE plpgsql AS $$
+        DECLARE c record;
+        BEGIN
+            -- A waiter that finds the lock held, already marked as waited for and the expiry
+            -- fresh writes nothing (many waiters on one session would otherwise each update it).
+            SELECT s.Locked, s.LockDate, s.LockCookie, s.Flags, s.Expires, s.Timeout INTO c FROM ASPStateTempSessions s
+            WHERE s.SessionId = p_id AND s.Expires >= now();
+            IF NOT FOUND THEN RETURN; END IF;
+            IF c.Locked AND c.Flags & 2 <> 0
+                AND c.Expires >= now() + make_interval(mins => c.Timeout) - make_interval(secs => least(60, greatest(1, c.Timeout * 6))) THEN
+                RETURN QUERY SELECT true, (extract(epoch FROM now() - c.LockDate) * 1000)::bigint, c.LockCookie, 0, NULL::bytea;
+                RETURN;
+            END IF;
+            PERFORM set_config('synchronous_commit', 'off', true);
+            RETURN QUERY
             WITH old AS (
                 SELECT o.SessionId, o.Locked, o.LockDate, o.Flags FROM ASPStateTempSessions o
                 WHERE o.SessionId = p_id AND o.Expires >= now() FOR UPDATE
@@ -78,11 +92,11 @@ enum PostgresSchema {
                 Flags = (s.Flags & ~1) | CASE WHEN old.Locked THEN 2 ELSE 0 END
             FROM old WHERE s.SessionId = old.SessionId
             RETURNING old.Locked,
-                CASE WHEN old.Locked THEN (extract(epoch FROM now() - old.LockDate) * 1000)::bigint ELSE 0 END,
+                CASE WHEN old.Locked THEN (extract(epoch FROM now() - old.LockDate) * 1000)::bigint ELSE 0::bigint END,
                 s.LockCookie,
                 CASE WHEN NOT old.Locked AND old.Flags & 1 <> 0 THEN 1 ELSE 0 END,
-                CASE WHEN old.Locked THEN NULL ELSE s.SessionItemLong END
-        $$;
+                CASE WHEN old.Locked THEN NULL ELSE s.SessionItemLong END;
+        END $$;
 
         CREATE OR REPLACE FUNCTION TempGetStateItem3(p_id varchar)
         RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
@@ -110,7 +124,7 @@ enum PostgresSchema {
             SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
             IF NOT FOUND THEN RETURN; END IF;
             UPDATE ASPStateTempSessions s SET Locked = false, Expires = now() + make_interval(mins => s.Timeout), Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
-            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
         END $$;
 
         CREATE OR REPLACE FUNCTION TempInsertStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_flags integer) RETURNS boolean LANGUAGE sql AS $$
@@ -134,7 +148,7 @@ enum PostgresSchema {
             IF NOT FOUND THEN RETURN false; END IF;
             UPDATE ASPStateTempSessions s SET SessionItemLong = p_item, Timeout = p_timeout, Expires = now() + make_interval(mins => p_timeout),
                 Locked = false, Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
-            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
             RETURN true;
         END $$;
 
@@ -146,7 +160,7 @@ enum PostgresSchema {
             IF NOT FOUND THEN RETURN 0; END IF;
             IF (p_cookie IS NULL AND v_locked) OR (p_cookie IS NOT NULL AND (NOT v_locked OR v_cookie <> p_cookie)) THEN RETURN -1; END IF;
             DELETE FROM ASPStateTempSessions s WHERE s.SessionId = p_id;
-            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id); END IF;
+            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || v_cookie); END IF;
             RETURN 1;
         END $$;
 

@@ -70,11 +70,18 @@ final class ReleaseListener: Sendable {
         }
     }
 
+    /// A notification's payload: the stored session id and the released lock cookie.
+    static func release(_ payload: String) -> (id: String, cookie: Int)? {
+        let parts = payload.split(separator: " ")
+        guard parts.count == 2, let cookie = Int(parts[1]) else { return nil }
+        return (String(parts[0]), cookie)
+    }
+
     private func listen(on connection: PostgresConnection) throws(SessionStoreError) {
         var descriptor = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
         while !stopped {
             let ready = poll(&descriptor, 1, 250)
-            if ready > 0 { signal.released(try connection.notifications()) }
+            if ready > 0 { signal.released(try connection.notifications().compactMap(Self.release)) }
         }
     }
 }

@@ -2,16 +2,21 @@ import Glibc
 
 /// Wakes the requests of this process that wait for a session's lock when it is released: by
 /// this process (at once) or by another worker (PostgreSQL `NOTIFY`, through the listener).
-/// A release seen shortly before a waiter starts waiting wakes it at once too, since it may
-/// have happened between the waiter's read and its wait. A pthread mutex and condition, which
-/// the thread sanitizer sees.
+/// Releases are kept with the lock cookie they released, so a waiter for holder N returns at
+/// once when N's release came between its read and its wait, and keeps waiting while only
+/// older holders' releases are seen. A pthread mutex and condition, which the thread sanitizer
+/// sees.
 final class ReleaseSignal: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    /// When each session was last released (pruned to the last few seconds).
-    private var recent: [String: ContinuousClock.Instant] = [:]
-    /// A release that old or newer counts as one the waiter may have missed.
-    static let missWindow: Duration = .milliseconds(500)
+    /// Each session's last release seen: the lock cookie released, and when (pruned to the last
+    /// minute when the table grows).
+    private var recent: [String: Release] = [:]
+
+    struct Release {
+        var cookie: Int
+        var at: ContinuousClock.Instant
+    }
 
     init() {
         pthread_mutex_init(mutex, nil)
@@ -29,31 +34,32 @@ final class ReleaseSignal: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func released(_ ids: [String]) {
-        guard !ids.isEmpty else { return }
+    /// `releases`: stored session ids and the lock cookies released.
+    func released(_ releases: [(id: String, cookie: Int)]) {
+        guard !releases.isEmpty else { return }
         let now = ContinuousClock.now
         pthread_mutex_lock(mutex)
-        if recent.count > 10_000 { recent = recent.filter { now - $0.value < .seconds(2) } }
-        for id in ids { recent[id] = now }
+        if recent.count > 10_000 { recent = recent.filter { now - $0.value.at < .seconds(60) } }
+        for release in releases where (recent[release.id]?.cookie ?? .min) <= release.cookie {
+            recent[release.id] = Release(cookie: release.cookie, at: now)
+        }
         pthread_cond_broadcast(condition)
         pthread_mutex_unlock(mutex)
     }
 
-    /// When `id` was last released, if lately.
-    func lastRelease(of id: String) -> ContinuousClock.Instant? {
+    /// The last release of `id` seen, if any.
+    func lastRelease(of id: String) -> Release? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return recent[id]
     }
 
-    /// Returns when `id` is released or at `deadline`.
-    func wait(for id: String, until deadline: ContinuousClock.Instant) {
+    /// Returns when the lock `holder` of `id` (or a later one) is released, or at `deadline`.
+    func wait(for id: String, holder: Int, until deadline: ContinuousClock.Instant) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        let start = ContinuousClock.now
-        if let last = recent[id], start - last < Self.missWindow { return }
         while ContinuousClock.now < deadline {
-            if let last = recent[id], last >= start { return }
+            if let last = recent[id], last.cookie >= holder { return }
             var limit = Self.monotonicTime(after: deadline - .now)
             pthread_cond_timedwait(condition, mutex, &limit)
         }

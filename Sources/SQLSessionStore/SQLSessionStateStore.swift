@@ -158,7 +158,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
     public func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError) {
         let id = try storedID(key)
         try perform(idempotent: true) { table throws(SessionStoreError) in try table.release(id, cookie: lockID.rawValue) }
-        signal.released([id])
+        signal.released([(id, lockID.rawValue)])
     }
 
     public func setAndReleaseItemExclusive(_ key: SessionKey, data: SessionStateStoreData, lockID: LockID?, newItem: Bool) throws(SessionStoreError) {
@@ -179,7 +179,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         guard saved else {
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request (or the session ended): this request's changes were not saved")
         }
-        signal.released([id])
+        signal.released([(id, lockID.rawValue)])
     }
 
     public func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) throws(SessionStoreError) {
@@ -187,7 +187,8 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         let outcome = try perform(idempotent: false) { table throws(SessionStoreError) in try table.remove(id, cookie: lockID?.rawValue) }
         switch outcome {
         case .removed:
-            signal.released([id])
+            // Waiters find it gone at their next read, whichever holder they waited for.
+            signal.released([(id, .max)])
             if let data, let callback = expireCallback.withLock({ $0 }) { callback(key, data, .abandoned) }
         case .heldByAnother where lockID != nil:
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request: it was not removed")
@@ -221,11 +222,11 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         do { id = try storedID(key) } catch { return }
         if let listener {
             listener.start()
-            signal.wait(for: id, until: wake)
+            signal.wait(for: id, holder: lockID.rawValue, until: wake)
             return
         }
         while ContinuousClock.now < wake {
-            signal.wait(for: id, until: min(wake, .now + .milliseconds(25)))
+            signal.wait(for: id, holder: lockID.rawValue, until: min(wake, .now + .milliseconds(25)))
             do {
                 let state = try perform(idempotent: true) { table throws(SessionStoreError) in try table.lockState(id) }
                 guard let state, state.locked, state.cookie == lockID.rawValue else { return }

@@ -87,7 +87,17 @@ final class SQLiteSessionTable: SessionTableConnection {
     private static let select = "SELECT Locked, LockDate, LockCookie, Flags, SessionItemLong, Timeout, Expires FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2"
 
     private func getExclusive(_ id: String) throws(SessionStoreError) -> SessionRow? {
-        try connection.writeTransaction { () throws(SessionStoreError) -> SessionRow? in
+        // A waiter that finds the lock held, already marked as waited for and the expiry fresh
+        // writes nothing: no write transaction (and no sync) per poll.
+        let now = self.now
+        guard let seen = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
+        let timeout = seen[5].int ?? 20
+        if seen[0].int == 1, (seen[3].int ?? 0) & 2 != 0,
+           (seen[6].real ?? 0) >= now + Double(timeout * 60) - Double(SQLSchema.refreshThrottle(timeoutMinutes: timeout).components.seconds) {
+            let age = max(0, now - (seen[1].real ?? now))
+            return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: seen[2].int ?? 0, initialize: false, item: nil)
+        }
+        return try connection.writeTransaction { () throws(SessionStoreError) -> SessionRow? in
             let now = self.now
             guard let row = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
             let locked = row[0].int == 1, flags = row[3].int ?? 0

@@ -13,6 +13,7 @@ final class OutOfProcessStores: Sendable {
     private let factories: [SessionStoreFactory]
     private let resolvers: [SessionPartitionResolver]
     private let queueLimit: Int
+    private let onEnd: (@Sendable (EndedSession) -> Void)?
     private let logger: Logger
     private let stores = Locked<[SessionStoreSettings: Entry]>([:])
     /// How long an unused store is kept.
@@ -23,7 +24,10 @@ final class OutOfProcessStores: Sendable {
         var lastUsed: ContinuousClock.Instant
     }
 
-    init(factories: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], queueLimit: Int, logger: Logger) {
+    /// `onEnd`: the app's ASP.NET Session_End, for stores that raise it (the SQL store with
+    /// Session_End on).
+    init(factories: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], queueLimit: Int, onEnd: (@Sendable (EndedSession) -> Void)? = nil, logger: Logger) {
+        self.onEnd = onEnd
         self.factories = factories
         self.resolvers = resolvers
         self.queueLimit = queueLimit
@@ -53,7 +57,7 @@ final class OutOfProcessStores: Sendable {
         } else {
             throw SessionStoreError(.configuration, "The partition resolver type '\(settings.partitionResolverType)' is not registered with this app (SessionOptions.partitionResolvers).")
         }
-        let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: false, onEnd: nil, logger: logger)
+        let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: false, onEnd: onEnd, logger: logger)
         let kept = stores.withLock { stores -> SessionDomain in
             // Another thread may have made one meanwhile: keep the first.
             if let existing = stores[settings] { return existing.domain }
@@ -77,6 +81,12 @@ final class OutOfProcessStores: Sendable {
             (domain.store as? any ClosableSessionStateStore)?.close()
             logger.info("closed an unused session-state store")
         }
+    }
+
+    /// Offers the stores in use their periodic work (deleting expired sessions from a database).
+    func maintain() {
+        let stores = stores.withLock { $0.values.map(\.domain.store) }
+        for store in stores { (store as? any MaintainedSessionStateStore)?.performMaintenance() }
     }
 
     /// Closes every store (shutdown).

@@ -5,12 +5,13 @@ import SessionState
 /// A store whose sessions live in several stores of one mode, each session in the one whose
 /// connection string the application's partition resolver returns for its ID (ASP.NET's
 /// `partitionResolverType`). Stores are made once per returned string and kept.
-final class PartitionedSessionStore: ClosableSessionStateStore {
+final class PartitionedSessionStore: ClosableSessionStateStore, MaintainedSessionStateStore {
     private let resolver: SessionPartitionResolver
     private let factory: SessionStoreFactory
     private let settings: SessionStoreSettings
     private let logger: Logger
     private let partitions = Locked<[String: any SessionStateStore]>([:])
+    private let expireCallback = Locked<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)
 
     init(resolver: SessionPartitionResolver, factory: SessionStoreFactory, settings: SessionStoreSettings, logger: Logger) {
         self.resolver = resolver
@@ -37,15 +38,25 @@ final class PartitionedSessionStore: ClosableSessionStateStore {
             return nil
         }
         // Another thread made one meanwhile: keep the first, close this one.
-        guard let existing else { return made }
+        guard let existing else {
+            if let callback = expireCallback.withLock({ $0 }) { _ = made.setItemExpireCallback(callback) }
+            return made
+        }
         (made as? any ClosableSessionStateStore)?.close()
         return existing
     }
 
-    /// Session_End cannot be raised by out-of-process stores; a partitioned one reports the
-    /// same as the stores it spreads over would (none of the built-in ones do).
+    /// Passed on to each partition's store as it is made (the SQL store with Session_End on
+    /// raises it for expired and removed sessions). Reports false: which partitions will
+    /// raise it is not known before they exist, so an abandoned session that was never
+    /// stored raises none.
     func setItemExpireCallback(_ callback: @escaping @Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void) -> Bool {
-        false
+        expireCallback.withLock { $0 = callback }
+        return false
+    }
+
+    func performMaintenance() {
+        for store in partitions.withLock({ Array($0.values) }) { (store as? any MaintainedSessionStateStore)?.performMaintenance() }
     }
 
     func getItem(_ key: SessionKey) throws(SessionStoreError) -> StoreLookup { try store(for: key.id).getItem(key) }

@@ -9,7 +9,10 @@ public struct SessionOptions: Sendable {
     /// Session_Start of the ASP.NET domain: runs when a session starts, before the handler, and
     /// may store values. Its presence makes every new session be kept, as in ASP.NET, where a `Session_Start` handler keeps a session that stores nothing (README, Sessions).
     public var onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)?
-    /// Session_End of the ASP.NET domain (InProc): on expiry and on Abandon, with no request.
+    /// Session_End of the ASP.NET domain: on expiry and on Abandon, with no request. InProc
+    /// raises it; so does SQLServer when the app registers
+    /// `SQLSessionStateStore.factory(raisesSessionEnd: true)` (the worker that deletes expired
+    /// sessions raises it, once per session across the farm). Other modes cannot (as ASP.NET).
     public var onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)?
     /// Session_OnStart of classic ASP.
     public var onASPSessionStart: (@Sendable (ASPSession) -> Void)?
@@ -66,7 +69,8 @@ package final class SessionManager: Sendable {
     init(options: SessionOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        outOfProcess = OutOfProcessStores(factories: options.stores, resolvers: options.partitionResolvers, queueLimit: options.queueLimitPerSession, logger: logger)
+        outOfProcess = OutOfProcessStores(
+            factories: options.stores, resolvers: options.partitionResolvers, queueLimit: options.queueLimitPerSession, onEnd: options.onASPNETSessionEnd, logger: logger)
         aspNetStore = InProcSessionStore(clock: options.clock)
         aspStore = InProcSessionStore(clock: options.clock)
         aspNet = SessionDomain(
@@ -82,6 +86,7 @@ package final class SessionManager: Sendable {
     func removeExpired() {
         aspNetStore.removeExpiredItems()
         aspStore.removeExpiredItems()
+        outOfProcess.maintain()
         outOfProcess.closeIdle()
     }
 

@@ -1,5 +1,6 @@
 import SessionHost
 import SessionState
+import SQLSessionStore
 import StateServerSessionStore
 import ArgumentParser
 import Foundation
@@ -8,7 +9,7 @@ import WebConfiguration
 
 /// The stores SessionHost ships: `config check` accepts their modes. An app's own Custom stores
 /// are unknown to this tool (a Custom mode is reported as unavailable here).
-let builtInStores = [StateServerSessionStore.factory]
+let builtInStores = [StateServerSessionStore.factory, SQLSessionStateStore.factory]
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

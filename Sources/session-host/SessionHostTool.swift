@@ -10,10 +10,11 @@ struct SessionHostTool: ParsableCommand {
         discussion: """
             Apps built on SessionHost are their own executables: run `APP serve --listen unix:PATH` \
             to serve one (see `APP serve --help`). This tool checks and explains the \
-            web.config/applicationHost.config hierarchy.
+            web.config/applicationHost.config hierarchy, and installs the SQLServer mode's \
+            schema in PostgreSQL or SQLite (`session-host sql`).
             """,
         version: SessionHostVersion.current,
-        subcommands: [ConfigCommand.self]
+        subcommands: [ConfigCommand.self, SQLCommand.self]
     )
 
     func run() throws {

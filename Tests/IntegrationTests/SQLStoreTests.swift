@@ -209,7 +209,7 @@ struct SQLStoreTests {
         try holder.releaseItemExclusive(key, lockID: lock)
         var heard = false
         for _ in 0..<200 where !heard {
-            heard = waiter.signal.lastRelease(of: storedID) != nil
+            heard = waiter.signal.lastRelease(of: storedID)?.cookie == lock.rawValue
             if !heard { Thread.sleep(forTimeInterval: 0.05) }
         }
         #expect(heard, "the waiting worker heard no NOTIFY for the release")

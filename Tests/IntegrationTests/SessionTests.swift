@@ -584,21 +584,30 @@ struct SessionTests {
 
     // MARK: Unsupported modes
 
+    /// A store the app does not link, and settings its store cannot use, are configuration
+    /// errors (500.19, logged with file and line); other applications are served.
     @Test func unsupportedModeIsAConfigurationError() throws {
         var applications = SessionTree.standardApplications
         applications["/sql"] = SessionTree.webConfig(systemWeb: #"<sessionState mode="SQLServer" sqlConnectionString="data source=127.0.0.1;Integrated Security=SSPI" timeout="30" />"#)
+        applications["/custom"] = SessionTree.webConfig(
+            systemWeb: #"<sessionState mode="Custom" customProvider="Mine"><providers><add name="Mine" type="My.Store" /></providers></sessionState>"#)
         let tree = try SessionTree(applications: applications)
         let fixture = try Fixture.sessions(tree)
         defer { fixture.finish() }
         // Reported by the startup check, which runs while the worker already serves.
         try fixture.waitUntil("the startup check finishes") { fixture.workerLog.contains("configuration check finished") }
-        #expect(fixture.workerLog.contains("not available in this app"))
+        #expect(fixture.workerLog.contains("registers no store under that type name"))
+        #expect(fixture.workerLog.contains("www/custom/web.config"))
         #expect(fixture.workerLog.contains("www/sql/web.config"))
-        let reply = try fixture.get("/sql/probe?set=a&v=1")
+        #expect(fixture.workerLog.contains("'integrated security' cannot be used with PostgreSQL"))
+        let reply = try fixture.get("/custom/probe?set=a&v=1")
         #expect(reply.status == 500)
         #expect(reply.text.contains("HTTP Error 500.19"))
-        #expect(reply.text.contains("not available in this app"))
-        #expect(reply.text.contains("SQLServer"))
+        #expect(reply.text.contains("My.Store"))
+        let sql = try fixture.get("/sql/probe?set=a&v=1")
+        #expect(sql.status == 500)
+        #expect(sql.text.contains("HTTP Error 500.19"))
+        #expect(sql.text.contains("Windows authentication has no PostgreSQL equivalent"))
         #expect(try fixture.get("/sql/probe-none").status == 500)
         let other = try Browser(fixture).probe("/probe?set=a&v=1")
         #expect(other.aspNet?.mode == "InProc")

@@ -12,44 +12,6 @@ import SessionState
 struct StateServerModeTests {
     typealias T = SessionTesting
 
-    /// A second probe worker on its own socket, stopped by PID.
-    final class SecondWorker {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "sessionhost-second-\(UUID().uuidString.prefix(8))")
-        let process = Process()
-        var socketPath: String { directory.appending(path: "worker2.sock").path }
-
-        init(configDirectory: String) throws {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            process.executableURL = Fixture.products.appending(path: "session-probe")
-            process.arguments = ["serve", "--listen", "unix:\(socketPath)", "--config-dir", configDirectory, "--threads", "32"]
-            let log = directory.appending(path: "worker2.log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            process.standardError = try FileHandle(forWritingTo: log)
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline {
-                if let fd = try? Sockets.connectUnix(path: socketPath) {
-                    close(fd)
-                    return
-                }
-                usleep(10_000)
-            }
-            stop()
-            throw Sockets.Failure("the second worker did not start")
-        }
-
-        deinit { stop() }
-
-        func stop() {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGTERM)
-                process.waitUntilExit()
-            }
-            try? FileManager.default.removeItem(at: directory)
-        }
-    }
-
     /// The session tree with `/ss` on the state server at `port` (network timeout `timeout`).
     static func tree(statePort: Int, timeout: Int = 10) throws -> SessionTree {
         var applications = SessionTree.standardApplications
@@ -61,7 +23,7 @@ struct StateServerModeTests {
         let state = try StateServerProcess()
         defer { state.stop() }
         let tree = try Self.tree(statePort: state.port)
-        let second = try SecondWorker(configDirectory: tree.configDirectory)
+        let second = try ProbeWorker(configDirectory: tree.configDirectory)
         defer { second.stop() }
         let fixture = try Fixture(
             worker: "session-probe", workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"],

@@ -2,6 +2,7 @@ import Foundation
 import SessionHost
 import SessionHostCLI
 import SessionState
+import SQLSessionStore
 import StateServerSessionStore
 
 /// The probe app: shows what both session domains do for any folder of the site, so tests (and
@@ -11,7 +12,7 @@ import StateServerSessionStore
 /// read-write), `D/probe-none` neither. Query operations, in this order: `timeout=N`,
 /// `asp-timeout=N`, `set=K&v=V[&type=string|int|bool|double]`, `asp-set=K&asp-v=V`, `get=K`,
 /// `incr=K` (adds 1 to an Int), `asp-get=K`, `sleep=MS`, `clear=1`, `abandon=1`, `asp-abandon=1`. The answer is JSON (see
-/// README, "The probe app"). It links the StateServer store, so any mode but SQLServer and
+/// README, "The probe app"). It links the StateServer and SQLServer stores, so any mode but
 /// Custom can be probed.
 @main
 struct SessionProbe {
@@ -21,7 +22,7 @@ struct SessionProbe {
         routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
         routes.named("probe-none", probe)
         await SessionHostMain.run(
-            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory], partitionResolvers: [partitionResolver]),
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory], partitionResolvers: [partitionResolver]),
             abstract: "The session probe: reports and drives both session domains of any folder.")
     }
 
