@@ -191,7 +191,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Demo",
-            dependencies: ["SessionHostCLI", "WebConfiguration"],
+            dependencies: ["SessionHostCLI", "WebConfiguration", "SQLSessionStore"],
             path: "examples/Demo",
             swiftSettings: strict
         ),

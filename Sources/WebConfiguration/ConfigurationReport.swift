@@ -81,12 +81,12 @@ public enum ConfigurationReport {
                 entry(sessionSection, "cookieless", .string(session.cookieless.rawValue)),
                 entry(sessionSection, "cookieSameSite", .string(session.cookieSameSite.rawValue)),
                 entry(sessionSection, "regenerateExpiredSessionId", .bool(session.regenerateExpiredSessionId)),
-                entry(sessionSection, "sqlConnectionString", .string(session.sqlConnectionString)),
+                entry(sessionSection, "sqlConnectionString", .string(ConnectionStringRedaction.redacted(session.sqlConnectionString))),
                 entry(sessionSection, "sqlCommandTimeout", time(session.sqlCommandTimeout, unit: 1)),
                 entry(sessionSection, "sqlConnectionRetryInterval", time(session.sqlConnectionRetryInterval, unit: 1)),
                 entry(sessionSection, "allowCustomSqlDatabase", .bool(session.allowCustomSqlDatabase)),
                 entry(sessionSection, "useHostingIdentity", .bool(session.useHostingIdentity)),
-                entry(sessionSection, "stateConnectionString", .string(session.stateConnectionString)),
+                entry(sessionSection, "stateConnectionString", .string(ConnectionStringRedaction.redacted(session.stateConnectionString))),
                 entry(sessionSection, "stateNetworkTimeout", time(session.stateNetworkTimeout, unit: 1)),
                 entry(sessionSection, "customProvider", .string(session.customProvider)),
                 entry(sessionSection, "partitionResolverType", .string(session.partitionResolverType)),
@@ -148,5 +148,20 @@ enum JSON {
             }
         }
         return result + "\""
+    }
+}
+
+/// Connection strings as reports show them (`config show`, a folder's settings page): a
+/// password (`Password=`/`Pwd=` of ADO.NET and libpq keywords, or a URI's `user:password@`)
+/// becomes `********`.
+enum ConnectionStringRedaction {
+    static func redacted(_ text: String) -> String {
+        var result = text.replacing(/(?i)(\b(?:password|pwd)\s*=\s*)('(?:[^']|'')*'|"(?:[^"]|"")*"|[^;\s]*)/) { match in
+            match.output.1 + "********"
+        }
+        result = result.replacing(/(?i)(\b[a-z][a-z0-9+.-]*:\/\/[^:@\/\s]*:)([^@\/\s]*)@/) { match in
+            match.output.1 + "********@"
+        }
+        return result
     }
 }

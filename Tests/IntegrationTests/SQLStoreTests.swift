@@ -215,6 +215,47 @@ struct SQLStoreTests {
         #expect(heard, "the waiting worker heard no NOTIFY for the release")
     }
 
+    /// `sqlConnectionRetryInterval`: with it, an operation on a database that is down is
+    /// retried (every second) until the interval has passed, and succeeds when the database
+    /// comes back meanwhile; without it, the request fails at once (503 in the host).
+    @Test func theRetryIntervalRidesOutARestart() throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let database = try Self.postgres(server)
+        _ = try SQLSchemaInstaller.install(database)
+        let key = SessionKey(application: "/LM/W3SVC/1/ROOT", id: ASPNETSessionID.generate())
+        var data = SessionStateStoreData(timeout: 20)
+        data.items["n"] = .int(1)
+        let patient = SQLSessionStateStore(configuration: .init(database: database, commandTimeout: .seconds(5), retryInterval: .seconds(20)), logger: Self.logger)
+        let impatient = Self.store(database)
+        defer {
+            patient.close()
+            impatient.close()
+        }
+        try patient.setAndReleaseItemExclusive(key, data: data, lockID: nil, newItem: true)
+        _ = try impatient.getItem(key)
+        server.stop(mode: "immediate", removing: false)
+        let down = #expect(throws: SessionStoreError.self) { _ = try impatient.getItem(key) }
+        #expect(down?.isTransient == true)
+        let restart = Thread {
+            Thread.sleep(forTimeInterval: 1.5)
+            do { try server.start() } catch { Issue.record("PostgreSQL did not start again: \(error)") }
+        }
+        restart.start()
+        // Started while the database is down: retried until it answers.
+        guard case .found(let back, let lock?, _) = try patient.getItemExclusive(key) else {
+            Issue.record("the session is not found after the restart")
+            return
+        }
+        if case .int(let value)? = back.items["n"] { #expect(value == 1) } else { Issue.record("the item changed") }
+        try patient.releaseItemExclusive(key, lockID: lock)
+        // The impatient store recovers by itself too.
+        guard case .found = try impatient.getItem(key) else {
+            Issue.record("the other store did not recover")
+            return
+        }
+    }
+
     func isNotFound(_ lookup: StoreLookup) -> Bool {
         if case .notFound = lookup { return true }
         return false

@@ -196,3 +196,15 @@ struct ValidationTests {
         #expect(tree.store().check().isEmpty)
     }
 }
+
+/// Reports (`config show`, settings pages) never show a connection string's password.
+struct ConnectionStringRedactionTests {
+    @Test func passwordsAreHidden() {
+        #expect(ConnectionStringRedaction.redacted("Server=db;User ID=web;Password=s3cret;Pooling=true") == "Server=db;User ID=web;Password=********;Pooling=true")
+        #expect(ConnectionStringRedaction.redacted("server=db;pwd='a;b''c';x=1") == "server=db;pwd=********;x=1")
+        #expect(ConnectionStringRedaction.redacted("host=db password=s3cret dbname=x") == "host=db password=******** dbname=x")
+        #expect(ConnectionStringRedaction.redacted("postgresql://web:s3cret@db:5432/x") == "postgresql://web:********@db:5432/x")
+        #expect(ConnectionStringRedaction.redacted("postgresql://web@db/x") == "postgresql://web@db/x")
+        #expect(ConnectionStringRedaction.redacted("sqlite:/var/lib/s.db") == "sqlite:/var/lib/s.db")
+    }
+}

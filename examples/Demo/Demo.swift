@@ -1,6 +1,7 @@
 import Foundation
 import SessionHost
 import SessionHostCLI
+import SQLSessionStore
 import SessionState
 import WebConfiguration
 
@@ -22,7 +23,7 @@ struct Demo {
                 <p>Visits in this classic ASP session: <b>\(visits)</b> (session \(request.aspSession.map { String($0.sessionID) } ?? "none"), timeout \(request.aspSession?.timeout ?? 0) minutes).</p>
                 <h2>The shop</h2>
                 <ul>
-                <li><a href="/shop/">/shop/</a>: a nested application; the cart lives in its ASP.NET session (cookie <code>Shop.SessionId</code>, 60 minutes)</li>
+                <li><a href="/shop/">/shop/</a>: a nested application; the cart lives in its ASP.NET session (cookie <code>Shop.SessionId</code>, 60 minutes), kept in a SQLite file (<code>mode="SQLServer"</code>), so it survives a restart of the demo</li>
                 <li><a href="/shop/catalog/">/shop/catalog/</a>: a read-only folder (<code>pages enableSessionState="ReadOnly"</code>): it shows the cart but cannot change it</li>
                 <li><a href="/m/">/m/</a>: the same shop as a cookieless application: the session ID travels in the URL</li>
                 <li><a href="/admin/">/admin/</a>: a nested application with a 5-minute session timeout</li>
@@ -135,7 +136,8 @@ struct Demo {
         routes.exact("/fail") { _ in
             throw DemoError.deliberate
         }
-        await SessionHostMain.run(routes: routes, abstract: "The SessionHost demo site.")
+        // The shop keeps its sessions in a SQLite file (mode="SQLServer"): the app links that store.
+        await SessionHostMain.run(routes: routes, sessions: SessionOptions(stores: [SQLSessionStateStore.factory]), abstract: "The SessionHost demo site.")
     }
 
     enum DemoError: Error { case deliberate }

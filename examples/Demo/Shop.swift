@@ -124,7 +124,24 @@ enum Shop {
         return """
             <p>ASP.NET session <code>\(session.sessionID)</code>\(session.isNewSession ? " (new: it is kept, and its cookie sent, only once something is stored)" : ""),
             timeout \(session.timeout) minutes, \(session.isCookieless ? "ID in the URL (cookieless)" : "ID in a cookie").</p>
+            \(storage(request))
             """
+    }
+
+    /// Where the cart is kept, from the application's effective `<sessionState>`.
+    static func storage(_ request: Request) -> String {
+        guard let state = request.configuration?.sessionState else { return "" }
+        switch state.mode {
+        case .sqlServer where state.sqlConnectionString.lowercased().hasPrefix("sqlite:"):
+            let file = String(state.sqlConnectionString.dropFirst("sqlite:".count))
+            return "<p>The cart is kept in the SQLite file <code>\(escapeHTML(file))</code> (<code>mode=\"SQLServer\"</code>): stop <code>scripts/demo</code>, start it again, and it is still here.</p>"
+        case .sqlServer:
+            return "<p>The cart is kept in PostgreSQL (<code>mode=\"SQLServer\"</code>): it survives a restart of the worker.</p>"
+        case .inProc:
+            return "<p>The cart is kept in the worker's memory (<code>mode=\"InProc\"</code>): a restart of the worker empties it.</p>"
+        default:
+            return "<p>The cart is kept by <code>mode=\"\(state.mode.rawValue)\"</code>.</p>"
+        }
     }
 
     static func price(_ value: Double) -> String {

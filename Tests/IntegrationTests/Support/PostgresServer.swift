@@ -5,7 +5,7 @@ import Glibc
 /// loopback port with a private unix-socket folder, stopped (by `pg_ctl stop`, then by PID) and
 /// removed afterwards, also when a test fails. PostgreSQL refuses to run as root: as root (CI)
 /// the server runs as the `postgres` user through `runuser`.
-final class PostgresServer {
+final class PostgresServer: Sendable {
     let directory: URL
     let port: Int
     var dataDirectory: String { directory.appending(path: "data").path }
