@@ -87,6 +87,10 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
     private let schemaVerified = Locked(false)
     private let expireCallback = Locked<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)
     let sweepState = Locked(SweepState())
+    /// Locks this worker holds but could not give back because the database was unreachable
+    /// (stored id → lock cookie): released as soon as it answers again, so that its sessions
+    /// are not blocked until the execution timeout breaks the locks (ASP.NET waits for that).
+    private let orphanedLocks = Locked<[String: Int]>([:])
     /// Who sweeps, for the lease (`host:pid`).
     let owner: String
 
@@ -157,7 +161,12 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
 
     public func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError) {
         let id = try storedID(key)
-        try perform(idempotent: true) { table throws(SessionStoreError) in try table.release(id, cookie: lockID.rawValue) }
+        do throws(SessionStoreError) {
+            try perform(idempotent: true) { table throws(SessionStoreError) in try table.release(id, cookie: lockID.rawValue) }
+        } catch {
+            if error.isTransient { orphanedLocks.withLock { $0[id] = lockID.rawValue } }
+            throw error
+        }
         signal.released([(id, lockID.rawValue)])
     }
 
@@ -173,8 +182,16 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             return
         }
         guard let lockID else { throw SessionStoreError(.lockLost, "a session read without its lock cannot be saved") }
-        let saved = try perform(idempotent: false) { table throws(SessionStoreError) in
-            try table.update(id, item: blob, timeout: data.timeout, cookie: lockID.rawValue)
+        let saved: Bool
+        do throws(SessionStoreError) {
+            saved = try perform(idempotent: false) { table throws(SessionStoreError) in
+                try table.update(id, item: blob, timeout: data.timeout, cookie: lockID.rawValue)
+            }
+        } catch {
+            // Saved or not, the lock is to be given back (a release after a save that did go
+            // through changes nothing: the cookie no longer holds the lock).
+            if error.isTransient { orphanedLocks.withLock { $0[id] = lockID.rawValue } }
+            throw error
         }
         guard saved else {
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request (or the session ended): this request's changes were not saved")
@@ -325,6 +342,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
                 sent = true
                 let result = try body(lease.connection)
                 health.succeeded(logger: logger, server: "\(configuration.database)")
+                releaseOrphanedLocks(lease.connection)
                 return result
             } catch {
                 guard error.isTransient, idempotent || !sent else { throw failed(error) }
@@ -339,6 +357,27 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
                 Thread.sleep(forTimeInterval: 1)
             }
         }
+    }
+
+    /// Gives back the locks an outage left held (see `orphanedLocks`), on a connection that
+    /// just worked.
+    private func releaseOrphanedLocks(_ table: any SessionTableConnection) {
+        let orphaned = orphanedLocks.withLock { locks -> [String: Int] in
+            defer { locks = [:] }
+            return locks
+        }
+        guard !orphaned.isEmpty else { return }
+        var left: [String: Int] = [:]
+        for (id, cookie) in orphaned {
+            do throws(SessionStoreError) {
+                try table.release(id, cookie: cookie)
+                signal.released([(id, cookie)])
+            } catch {
+                left[id] = cookie
+            }
+        }
+        logger.notice("gave back session locks held when the database became unreachable", metadata: ["released": "\(orphaned.count - left.count)", "left": "\(left.count)"])
+        if !left.isEmpty { orphanedLocks.withLock { $0.merge(left) { current, _ in current } } }
     }
 
     private func failed(_ error: SessionStoreError) -> SessionStoreError {
