@@ -7,7 +7,10 @@ import SessionState
 /// Names follow ASP.NET's `InstallSqlState.sql` (unquoted, so PostgreSQL folds them to lower
 /// case and a DBA may type them either way). Differences: one `bytea` item column
 /// (`SessionItemLong`, as Microsoft's async provider), `timestamptz` times, a lock-wait flag
-/// (`Flags` bit 2) that makes a release `NOTIFY` only when someone waits, and a sweeper lease.
+/// (`Flags` bit 2) that makes a release `NOTIFY` only when someone waits, a sweeper lease, and
+/// a `bigint` lock cookie that an acquire sets to at least the database clock in microseconds:
+/// acquires commit asynchronously (no disk flush per lock), so a crash may forget the last
+/// ones, and a cookie handed out before the crash must never be handed out again after it.
 enum PostgresSchema {
     /// The release notifications' channel; the payload is the stored session id and the lock
     /// cookie released, separated by a space.
@@ -30,7 +33,7 @@ enum PostgresSchema {
             Expires         timestamptz NOT NULL,
             LockDate        timestamptz NOT NULL,
             LockDateLocal   timestamp   NOT NULL,
-            LockCookie      integer     NOT NULL,
+            LockCookie      bigint      NOT NULL,
             Timeout         integer     NOT NULL,
             Locked          boolean     NOT NULL,
             SessionItemLong bytea,
@@ -64,7 +67,7 @@ enum PostgresSchema {
         END $$;
 
         CREATE OR REPLACE FUNCTION TempGetStateItemExclusive3(p_id varchar)
-        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE plpgsql AS $$
+        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie bigint, ActionFlags integer, Item bytea) LANGUAGE plpgsql AS $$
         DECLARE c record;
         BEGIN
             -- A waiter that finds the lock held, already marked as waited for and the expiry
@@ -87,7 +90,8 @@ enum PostgresSchema {
                 Expires = now() + make_interval(mins => s.Timeout),
                 LockDate = CASE WHEN old.Locked THEN s.LockDate ELSE now() END,
                 LockDateLocal = CASE WHEN old.Locked THEN s.LockDateLocal ELSE localtimestamp END,
-                LockCookie = CASE WHEN old.Locked THEN s.LockCookie ELSE s.LockCookie + 1 END,
+                LockCookie = CASE WHEN old.Locked THEN s.LockCookie
+                    ELSE greatest(s.LockCookie + 1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END,
                 Locked = true,
                 Flags = (s.Flags & ~1) | CASE WHEN old.Locked THEN 2 ELSE 0 END
             FROM old WHERE s.SessionId = old.SessionId
@@ -99,7 +103,7 @@ enum PostgresSchema {
         END $$;
 
         CREATE OR REPLACE FUNCTION TempGetStateItem3(p_id varchar)
-        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie integer, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
+        RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie bigint, ActionFlags integer, Item bytea) LANGUAGE sql AS $$
             SELECT set_config('synchronous_commit', 'off', true);
             WITH cur AS (
                 SELECT c.SessionId, c.Locked, c.LockDate, c.LockCookie, c.Flags, c.SessionItemLong FROM ASPStateTempSessions c
@@ -118,7 +122,7 @@ enum PostgresSchema {
             FROM cur
         $$;
 
-        CREATE OR REPLACE FUNCTION TempReleaseStateItemExclusive(p_id varchar, p_cookie integer) RETURNS void LANGUAGE plpgsql AS $$
+        CREATE OR REPLACE FUNCTION TempReleaseStateItemExclusive(p_id varchar, p_cookie bigint) RETURNS void LANGUAGE plpgsql AS $$
         DECLARE v_flags integer;
         BEGIN
             SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
@@ -141,19 +145,24 @@ enum PostgresSchema {
             SELECT TempInsertStateItemLong(p_id, p_item, p_timeout, 1)
         $$;
 
-        CREATE OR REPLACE FUNCTION TempUpdateStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_cookie integer) RETURNS boolean LANGUAGE plpgsql AS $$
-        DECLARE v_flags integer;
+        -- 1: saved; 0: another request holds the lock now, or the session is gone; -1: the lock
+        -- is older than the caller's (its acquire was lost when the server restarted).
+        CREATE OR REPLACE FUNCTION TempUpdateStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_cookie bigint) RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE v_flags integer; v_cookie bigint;
         BEGIN
             SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
-            IF NOT FOUND THEN RETURN false; END IF;
+            IF NOT FOUND THEN
+                SELECT s.LockCookie INTO v_cookie FROM ASPStateTempSessions s WHERE s.SessionId = p_id;
+                RETURN CASE WHEN v_cookie < p_cookie THEN -1 ELSE 0 END;
+            END IF;
             UPDATE ASPStateTempSessions s SET SessionItemLong = p_item, Timeout = p_timeout, Expires = now() + make_interval(mins => p_timeout),
                 Locked = false, Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
             IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
-            RETURN true;
+            RETURN 1;
         END $$;
 
-        CREATE OR REPLACE FUNCTION TempRemoveStateItem(p_id varchar, p_cookie integer) RETURNS integer LANGUAGE plpgsql AS $$
-        DECLARE v_locked boolean; v_cookie integer; v_flags integer;
+        CREATE OR REPLACE FUNCTION TempRemoveStateItem(p_id varchar, p_cookie bigint) RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE v_locked boolean; v_cookie bigint; v_flags integer;
         BEGIN
             SELECT s.Locked, s.LockCookie, s.Flags INTO v_locked, v_cookie, v_flags FROM ASPStateTempSessions s
             WHERE s.SessionId = p_id AND s.Expires >= now() FOR UPDATE;
@@ -184,11 +193,16 @@ enum PostgresSchema {
         $$;
         """
 
-    static let uninstall = """
+    /// Dropped before the functions are created again (a release may change a signature).
+    static let dropFunctions = """
         DROP FUNCTION IF EXISTS TempGetVersion(), TempGetAppID(varchar, integer), TempGetStateItemExclusive3(varchar), TempGetStateItem3(varchar),
-            TempReleaseStateItemExclusive(varchar, integer), TempInsertUninitializedItem(varchar, bytea, integer),
-            TempInsertStateItemLong(varchar, bytea, integer, integer), TempUpdateStateItemLong(varchar, bytea, integer, integer),
-            TempRemoveStateItem(varchar, integer), TempResetTimeout(varchar), DeleteExpiredSessions(integer, boolean);
+            TempReleaseStateItemExclusive(varchar, bigint), TempInsertUninitializedItem(varchar, bytea, integer),
+            TempInsertStateItemLong(varchar, bytea, integer, integer), TempUpdateStateItemLong(varchar, bytea, integer, bigint),
+            TempRemoveStateItem(varchar, bigint), TempResetTimeout(varchar), DeleteExpiredSessions(integer, boolean);
+        """
+
+    static let uninstall = """
+        \(dropFunctions)
         DROP TABLE IF EXISTS ASPStateTempSessions, ASPStateTempApplications, ASPStateSweeper, ASPStateSchema;
         """
 }
@@ -234,9 +248,13 @@ final class PostgresSessionTable: SessionTableConnection {
         return rows.first?.first?.bool == true
     }
 
-    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> Bool {
+    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome {
         let rows = try connection.execute("update", "SELECT TempUpdateStateItemLong($1, $2, $3, $4)", [.text(id), .bytes(item), .int(timeout), .int(cookie)])
-        return rows.first?.first?.bool == true
+        switch rows.first?.first?.int {
+        case 1: return .saved
+        case -1: return .lockVanished
+        default: return .lockTaken
+        }
     }
 
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {

@@ -23,6 +23,7 @@ public enum SQLSchemaInstaller {
                 BEGIN;
                 SELECT pg_advisory_xact_lock(\(SQLSchema.applicationHash("sessionhost-install")));
                 \(PostgresSchema.tables)
+                \(PostgresSchema.dropFunctions)
                 \(PostgresSchema.functions)
                 INSERT INTO ASPStateSchema (Component, Version) VALUES ('session-state', \(SQLSchema.version))
                     ON CONFLICT (Component) DO UPDATE SET Version = EXCLUDED.Version, InstalledAt = now();

@@ -182,7 +182,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             return
         }
         guard let lockID else { throw SessionStoreError(.lockLost, "a session read without its lock cannot be saved") }
-        let saved: Bool
+        let saved: UpdateOutcome
         do throws(SessionStoreError) {
             saved = try perform(idempotent: false) { table throws(SessionStoreError) in
                 try table.update(id, item: blob, timeout: data.timeout, cookie: lockID.rawValue)
@@ -193,8 +193,15 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             if error.isTransient { orphanedLocks.withLock { $0[id] = lockID.rawValue } }
             throw error
         }
-        guard saved else {
+        switch saved {
+        case .saved:
+            break
+        case .lockTaken:
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request (or the session ended): this request's changes were not saved")
+        case .lockVanished:
+            // Not another request's doing: the database restarted and forgot the lock. The
+            // request may be repeated (503).
+            throw SessionStoreError(.unavailable, "the session database restarted while this request held the session's lock: its changes were not saved")
         }
         signal.released([(id, lockID.rawValue)])
     }

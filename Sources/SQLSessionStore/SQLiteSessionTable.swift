@@ -151,12 +151,13 @@ final class SQLiteSessionTable: SessionTableConnection {
         return connection.changes == 1
     }
 
-    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> Bool {
+    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome {
         try connection.execute("""
             UPDATE ASPStateTempSessions SET SessionItemLong = ?2, Timeout = ?3, Expires = ?5 + ?3 * 60, Locked = 0, Flags = Flags & ~2
             WHERE SessionId = ?1 AND LockCookie = ?4 AND Locked = 1
             """, [.text(id), .blob(item), .int(timeout), .int(cookie), .real(now)])
-        return connection.changes == 1
+        // SQLite commits synchronously: a lock it granted is never lost, only taken.
+        return connection.changes == 1 ? .saved : .lockTaken
     }
 
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {

@@ -15,6 +15,16 @@ struct SessionRow {
     var item: [UInt8]?
 }
 
+/// What saving a session did.
+enum UpdateOutcome {
+    case saved
+    /// Another request holds the lock now (ours was broken), or the session is gone.
+    case lockTaken
+    /// The lock is older than ours: the database forgot our acquire (a crash lost its
+    /// asynchronous commit). Nothing was saved; nobody else holds the session.
+    case lockVanished
+}
+
 /// What removing a session did.
 enum RemoveOutcome {
     case removed
@@ -77,8 +87,8 @@ protocol SessionTableConnection: AnyObject {
     /// `TempInsertStateItemLong` / `TempInsertUninitializedItem`: false when a live session
     /// with this id exists (a racing insert; not an error).
     func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool
-    /// `TempUpdateStateItemLong`: saves and unlocks; false unless `cookie` holds the lock now.
-    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> Bool
+    /// `TempUpdateStateItemLong`: saves and unlocks, only while `cookie` holds the lock.
+    func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome
     /// `TempRemoveStateItem`: with a cookie only its holder removes; without one only an
     /// unlocked session goes.
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome
