@@ -17,6 +17,11 @@ Parts (ONLY=hello,sessions,memory by default; any comma-separated subset):
             session-state-server on this machine), next to php-fpm 8.2 with redis sessions
             (phpredis, locking on, a redis-server without persistence), 10 000 sessions rotated
             each; then the state server's RSS with 100 000 sessions.
+  sql       the session counter of one Swift worker on InProc, on SQLServer with PostgreSQL 15 (a
+            server the driver starts: fsync and synchronous_commit on, as installed) and on
+            SQLServer with a SQLite file, next to php-fpm 8.2 with files sessions and with redis
+            sessions, 10 000 sessions rotated each; PostgreSQL round trips (function calls) and
+            commits per request.
 """
 import http.client
 import os
@@ -33,8 +38,8 @@ import time
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 THREADS = int(os.environ.get("THREADS", "64"))
-PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle,stateserver").split(",") if part]
-ALL_PARTS = {"hello", "sessions", "memory", "apache", "idle", "stateserver"}
+PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle,stateserver,sql").split(",") if part]
+ALL_PARTS = {"hello", "sessions", "memory", "apache", "idle", "stateserver", "sql"}
 SESSIONS = int(os.environ.get("SESSIONS", "10000"))  # rotated by the counter cells
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
@@ -63,6 +68,7 @@ http {{
     upstream php_keep {{ server unix:{dir}/php.sock; keepalive {keepalive}; }}
     upstream swift_ss {{ server unix:{dir}/swift-ss.sock; keepalive {keepalive}; }}
     upstream php_redis {{ server unix:{dir}/php-redis.sock; keepalive {keepalive}; }}
+    upstream swift_sql {{ server unix:{dir}/swift-sql.sock; keepalive {keepalive}; }}
     server {{
         listen 127.0.0.1:{port};
         location /return {{ return 200 "hello"; }}
@@ -78,6 +84,7 @@ http {{
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
         }}
         location /swift-ss/ {{ fastcgi_pass swift_ss; fastcgi_keep_conn on; include {params}; }}
+        location /swift-sql/ {{ fastcgi_pass swift_sql; fastcgi_keep_conn on; include {params}; }}
         location /php-redis/ {{
             root {dir}/www;
             fastcgi_pass php_redis; fastcgi_keep_conn on; include {params};
@@ -169,6 +176,24 @@ SS_WEB_CONFIG = """<configuration><system.web>
   <sessionState mode="StateServer" stateConnectionString="tcpip=127.0.0.1:{state_port}" />
 </system.web></configuration>
 """
+
+# The sql part's worker configuration: the root application InProc, /swift-sql/pg on PostgreSQL,
+# /swift-sql/lite on a SQLite file.
+SQL_APPLICATION_HOST = """<configuration>
+  <system.applicationHost><sites>
+    <site name="Bench" id="1">
+      <application path="/"><virtualDirectory path="/" physicalPath="../sql-www" /></application>
+      <application path="/swift-sql/pg"><virtualDirectory path="/" physicalPath="../sql-pg" /></application>
+      <application path="/swift-sql/lite"><virtualDirectory path="/" physicalPath="../sql-lite" /></application>
+    </site>
+  </sites></system.applicationHost>
+</configuration>
+"""
+SQL_WEB_CONFIG = """<configuration><system.web>
+  <sessionState mode="SQLServer" sqlConnectionString="{connection}" />
+</system.web></configuration>
+"""
+PG_BIN = "/usr/lib/postgresql/15/bin"
 
 PHP_COUNTER = """<?php
 session_start();
@@ -397,6 +422,37 @@ def fill_sessions(port, script, fill_path, idle_path):
     return report, seconds
 
 
+def start_postgres(work, start):
+    """A PostgreSQL 15 of the driver's own: initdb in the work folder, the server in the
+    foreground on a free loopback port (as the postgres user when root, which PostgreSQL
+    refuses), with its installed durability settings (fsync, synchronous_commit on) and
+    function-call counting on. Returns (process, port, user)."""
+    import pwd
+    as_root = os.geteuid() == 0
+    user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    os.makedirs(f"{work}/pg/socket")
+    if as_root:
+        subprocess.run(["chown", "-R", "postgres:postgres", f"{work}/pg"], check=True)
+    subprocess.run(prefix + [f"{PG_BIN}/initdb", "-D", f"{work}/pg/data", "-A", "trust", "-U", user, "-E", "UTF8"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    process = start("postgres", prefix + [f"{PG_BIN}/postgres", "-D", f"{work}/pg/data", "-p", str(port), "-k", f"{work}/pg/socket",
+                                          "-c", "listen_addresses=127.0.0.1", "-c", "track_functions=all", "-c", "max_connections=200"])
+    return process, port, user
+
+
+def pg_counts(port, user):
+    """Function calls (each a round trip of the store) and commits so far in ASPState. The
+    statistics reach the shared counters when a backend goes idle (at most 10 s later)."""
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "ASPState", "-Atc",
+                          "SELECT (SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions), "
+                          "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'ASPState')"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    calls, commits = out.split("|")
+    return int(calls), int(commits)
+
+
 def find_php_fpm():
     for candidate in (os.environ.get("PHP_FPM"), shutil.which("php-fpm8.2"), "/usr/sbin/php-fpm8.2"):
         if candidate and os.access(candidate, os.X_OK):
@@ -407,6 +463,7 @@ def find_php_fpm():
 def main():
     swift_binary, c_binary = sys.argv[1], sys.argv[2]
     state_binary = sys.argv[3] if len(sys.argv) > 3 else None
+    tool_binary = sys.argv[4] if len(sys.argv) > 4 else None
     unknown = set(PARTS) - ALL_PARTS
     if unknown or not PARTS:
         raise SystemExit(f"ONLY: unknown parts {sorted(unknown)}; use {', '.join(sorted(ALL_PARTS))} (comma-separated)")
@@ -415,7 +472,8 @@ def main():
     shutil.rmtree(logs, ignore_errors=True)
     os.makedirs(logs)
     work = tempfile.mkdtemp(prefix="sessionhost-bench-")
-    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "php-sessions", "ss-config", "ss-www", "ss-app"):
+    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "php-sessions", "ss-config", "ss-www", "ss-app",
+                "sql-config", "sql-www", "sql-pg", "sql-lite"):
         os.makedirs(os.path.join(work, sub))
     os.chmod(work, 0o755)
     port = free_port()
@@ -486,7 +544,33 @@ def main():
                                            "--log-level", "warning", "--config-dir", f"{work}/ss-config"])
             wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", state_port)) == 0, "the state server", processes)
             wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
-        if {"sessions", "stateserver"} & set(PARTS):
+        if "sql" in PARTS:
+            postgres, pg_port, pg_user = start_postgres(work, start)
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", pg_port)) == 0, "PostgreSQL", processes)
+            pg_connection = f"host=127.0.0.1 port={pg_port} user={pg_user}"
+            lite_connection = f"sqlite:{work}/sql-sessions.db"
+            for connection in (pg_connection, lite_connection):
+                for attempt in range(50):  # the server accepts before it admits connections
+                    installed = subprocess.run([tool_binary, "sql", "install", "--connection-string", connection], capture_output=True, text=True)
+                    if installed.returncode == 0 or attempt == 49:
+                        break
+                    time.sleep(0.2)
+                if installed.returncode != 0:
+                    raise SystemExit(f"session-host sql install failed: {installed.stdout}{installed.stderr}")
+                notes.append(installed.stdout.strip())
+            with open(f"{work}/sql-config/applicationHost.config", "w") as conf:
+                conf.write(SQL_APPLICATION_HOST)
+            for folder, connection in (("sql-pg", pg_connection), ("sql-lite", lite_connection)):
+                with open(f"{work}/{folder}/web.config", "w") as conf:
+                    conf.write(SQL_WEB_CONFIG.format(connection=connection))
+            if "stateserver" not in PARTS:
+                redis_port = free_port()
+                start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+                wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
+            start("swift-sql", [swift_binary, "serve", "--listen", f"unix:{work}/swift-sql.sock", "--threads", str(THREADS),
+                                "--log-level", "warning", "--config-dir", f"{work}/sql-config"])
+        if {"sessions", "stateserver", "sql"} & set(PARTS):
             for folder in ("php", "php-redis"):
                 with open(f"{work}/www/{folder}/counter.php", "w") as script:
                     script.write(PHP_COUNTER)
@@ -494,14 +578,15 @@ def main():
                 script.write(PHP_OPCACHE)
             with open(f"{work}/php-fpm.conf", "w") as conf:
                 conf.write(PHP_FPM_CONF.format(dir=work, children=PHP_CHILDREN))
-                if "stateserver" in PARTS:
+                if {"stateserver", "sql"} & set(PARTS):
                     conf.write(PHP_FPM_REDIS_POOL.format(dir=work, children=PHP_CHILDREN, redis_port=redis_port))
             php_fpm = find_php_fpm()
             start("php-fpm", [php_fpm, "-y", f"{work}/php-fpm.conf", "-F"] + (["-R"] if os.geteuid() == 0 else []))
         wait_for(lambda: all(os.path.exists(f"{work}/{sock}") for sock, part in
                              (("c.sock", "hello"), ("c-apache.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
                               ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"),
-                              ("swift-ss.sock", "stateserver"), ("php-redis.sock", "stateserver"))
+                              ("swift-ss.sock", "stateserver"), ("php-redis.sock", "stateserver"),
+                              ("swift-sql.sock", "sql"), ("php.sock", "sql"), ("php-redis.sock", "sql"))
                              if part in PARTS), "the workers", processes)
         if "apache" in PARTS:
             if as_root:  # c-hello makes its socket 0660 root:root; Apache's children run as www-data
@@ -559,10 +644,26 @@ def main():
                       ("ss-state", "Swift counter, StateServer (session-state-server)", ss_paths["ss-state"], CONNECTIONS, ss_lua["ss-state"]),
                       ("php-redis", "php-fpm 8.2 counter, redis sessions (locking on)", ss_paths["php-redis"], CONNECTIONS, ss_lua["php-redis"])]
 
+        if "sql" in PARTS:
+            progress(f"creating {SESSIONS:,} sessions each: Swift InProc, PostgreSQL, SQLite; php-fpm files, redis")
+            sql_paths = {"sql-inproc": "/swift-sql/counter", "sql-pg": "/swift-sql/pg/counter", "sql-lite": "/swift-sql/lite/counter",
+                         "sql-php-files": "/php/counter.php", "sql-php-redis": "/php-redis/counter.php"}
+            sql_cookie = {key: PHP_COOKIE if key.startswith("sql-php") else ASP_COOKIE for key in sql_paths}
+            sql_ids = {key: create_sessions(port, path, sql_cookie[key], SESSIONS) for key, path in sql_paths.items()}
+            sql_lua = {key: rotation_script(f"{work}/{key}.lua", sql_cookie[key], ids) for key, ids in sql_ids.items()}
+            sql_labels = {"sql-inproc": "Swift counter, InProc (the same worker)", "sql-pg": "Swift counter, SQLServer on PostgreSQL 15",
+                          "sql-lite": "Swift counter, SQLServer on SQLite", "sql-php-files": "php-fpm 8.2 counter, files sessions",
+                          "sql-php-redis": "php-fpm 8.2 counter, redis sessions (locking on)"}
+            cells += [(key, sql_labels[key], path, CONNECTIONS, sql_lua[key]) for key, path in sql_paths.items()]
+
         counted = {}
+        pg_before = None
         if cells:
             for key, _, path, _, script in {(c[2], c[4], cell_ports.get(c[0], port)): c for c in cells}.values():  # warm-up, once per path
                 counted[path] = counted.get(path, 0) + wrk(cell_ports.get(key, port), path, 32, script, duration=1, label=f"warm-up {path}")[3]
+            if "sql" in PARTS:
+                time.sleep(11)  # statistics of the warm-up reach the shared counters
+                pg_before = pg_counts(pg_port, pg_user)
             for round_number in range(1, ROUNDS + 1):
                 progress(f"round {round_number}/{ROUNDS}")
                 for key, label, path, connections, script in cells:
@@ -571,6 +672,14 @@ def main():
                     counted[path] = counted.get(path, 0) + result[3]
         if "hello" in PARTS:
             loaded = {"C": rss_kib(processes[0][1].pid), "Swift": rss_kib(swift.pid)}
+        if "sql" in PARTS:
+            time.sleep(11)
+            pg_after = pg_counts(pg_port, pg_user)
+            pg_requests = sum(r[3] for r in results["sql-pg"])
+            pg_trips = ((pg_after[0] - pg_before[0]) / pg_requests, (pg_after[1] - pg_before[1]) / pg_requests)
+            progress("reading back every SQL-part counter")
+            for key, path in sql_paths.items():
+                notes.append(check_counters(port, path, sql_cookie[key], sql_ids[key], counted[path], ROUNDS + 1))
         if "idle" in PARTS:
             notes.append(f"idle part: the {IDLE_THREADS}-thread worker's RSS after the load: {rss_kib(few.pid) / 1024:.1f} MiB")
         if "sessions" in PARTS:
@@ -704,6 +813,26 @@ def main():
             print(f"\nsession-state-server RSS: {state_memory['before'] / 1024:.1f} MiB with the {3 * SESSIONS:,} counter-part sessions "
                   f"(InProc ones are not there), {state_memory['filled'] / 1024:.1f} MiB after {FILL:,} more sessions of four short "
                   f"strings ({added * 1024 / FILL:,.0f} bytes each, filled in {state_memory['seconds']:.1f} s through nginx)")
+    if "sql" in PARTS:
+        print(f"\nSQLServer: {SESSIONS:,} pre-created sessions per target, rotated round-robin by a wrk Lua script, "
+              f"-c{CONNECTIONS}, upstream keepalive; PostgreSQL 15 (fsync, synchronous_commit on), SQLite (WAL, "
+              f"synchronous FULL), redis-server (no persistence) on this machine\n")
+        print("| target | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for key in ("sql-inproc", "sql-pg", "sql-lite", "sql-php-files", "sql-php-redis"):
+            label = next(c[1] for c in cells if c[0] == key)
+            print(f"| {label} | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
+        print("\n| ratio (req/s, medians) | value | per round | target |")
+        print("|---|---:|---|---|")
+        for swift_key, php_key, target in (("sql-pg", "sql-php-redis", 0.8), ("sql-lite", "sql-php-files", 1.0)):
+            per_round = [s[0] / p[0] for s, p in zip(results[swift_key], results[php_key])]
+            ratio = median(swift_key, 0) / median(php_key, 0)
+            print(f"| {next(c[1] for c in cells if c[0] == swift_key)} / {next(c[1] for c in cells if c[0] == php_key)} | {ratio:.2f} | "
+                  f"{', '.join(f'{r:.2f}' for r in per_round)} | ≥ {target} {'met' if ratio >= target else 'NOT met'} |")
+        print(f"| PostgreSQL p99 / php-fpm redis p99 | {median('sql-pg', 2) / median('sql-php-redis', 2):.2f} | | |")
+        print(f"| SQLite p99 / php-fpm files p99 | {median('sql-lite', 2) / median('sql-php-files', 2):.2f} | | |")
+        print(f"\nPostgreSQL per counter request (measured rounds): {pg_trips[0]:.2f} round trips (store function calls), "
+              f"{pg_trips[1]:.2f} commits")
     if memory:
         added = memory["filled"] - memory["cold"]
         added_warm = memory["filled"] - memory["warm"]

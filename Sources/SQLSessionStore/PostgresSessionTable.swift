@@ -7,7 +7,9 @@ import SessionState
 /// Names follow ASP.NET's `InstallSqlState.sql` (unquoted, so PostgreSQL folds them to lower
 /// case and a DBA may type them either way). Differences: one `bytea` item column
 /// (`SessionItemLong`, as Microsoft's async provider), `timestamptz` times, a lock-wait flag
-/// (`Flags` bit 2) that makes a release `NOTIFY` only when someone waits, a sweeper lease, and
+/// (`Flags` bit 2, cleared by the next acquire) that makes a release `NOTIFY` only when someone
+/// waits, bit 4 (the last acquire found the item uninitialized), bit 8 (the last acquire took
+/// the lock, rather than finding it held), a sweeper lease, and
 /// a `bigint` lock cookie that an acquire sets to at least the database clock in microseconds:
 /// acquires commit asynchronously (no disk flush per lock), so a crash may forget the last
 /// ones, and a cookie handed out before the crash must never be handed out again after it.
@@ -66,40 +68,37 @@ enum PostgresSchema {
             RETURN p_hash;
         END $$;
 
+        -- One UPDATE: the lock is taken when free, else the row is marked as waited for; Flags
+        -- bit 8 says which (set by the update that took the lock, cleared by one that did not).
+        -- A waiter that finds the row marked and the expiry fresh writes nothing: it only reads.
         CREATE OR REPLACE FUNCTION TempGetStateItemExclusive3(p_id varchar)
         RETURNS TABLE (WasLocked boolean, LockAgeMs bigint, CurrentCookie bigint, ActionFlags integer, Item bytea) LANGUAGE plpgsql AS $$
-        DECLARE c record;
         BEGIN
-            -- A waiter that finds the lock held, already marked as waited for and the expiry
-            -- fresh writes nothing (many waiters on one session would otherwise each update it).
-            SELECT s.Locked, s.LockDate, s.LockCookie, s.Flags, s.Expires, s.Timeout INTO c FROM ASPStateTempSessions s
-            WHERE s.SessionId = p_id AND s.Expires >= now();
-            IF NOT FOUND THEN RETURN; END IF;
-            IF c.Locked AND c.Flags & 2 <> 0
-                AND c.Expires >= now() + make_interval(mins => c.Timeout) - make_interval(secs => least(60, greatest(1, c.Timeout * 6))) THEN
-                RETURN QUERY SELECT true, (extract(epoch FROM now() - c.LockDate) * 1000)::bigint, c.LockCookie, 0, NULL::bytea;
-                RETURN;
-            END IF;
             PERFORM set_config('synchronous_commit', 'off', true);
-            RETURN QUERY
-            WITH old AS (
-                SELECT o.SessionId, o.Locked, o.LockDate, o.Flags FROM ASPStateTempSessions o
-                WHERE o.SessionId = p_id AND o.Expires >= now() FOR UPDATE
-            )
-            UPDATE ASPStateTempSessions s SET
-                Expires = now() + make_interval(mins => s.Timeout),
-                LockDate = CASE WHEN old.Locked THEN s.LockDate ELSE now() END,
-                LockDateLocal = CASE WHEN old.Locked THEN s.LockDateLocal ELSE localtimestamp END,
-                LockCookie = CASE WHEN old.Locked THEN s.LockCookie
-                    ELSE greatest(s.LockCookie + 1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END,
-                Locked = true,
-                Flags = (s.Flags & ~1) | CASE WHEN old.Locked THEN 2 ELSE 0 END
-            FROM old WHERE s.SessionId = old.SessionId
-            RETURNING old.Locked,
-                CASE WHEN old.Locked THEN (extract(epoch FROM now() - old.LockDate) * 1000)::bigint ELSE 0::bigint END,
-                s.LockCookie,
-                CASE WHEN NOT old.Locked AND old.Flags & 1 <> 0 THEN 1 ELSE 0 END,
-                CASE WHEN old.Locked THEN NULL ELSE s.SessionItemLong END;
+            FOR attempt IN 1..2 LOOP
+                RETURN QUERY
+                UPDATE ASPStateTempSessions s SET
+                    Expires = now() + make_interval(mins => s.Timeout),
+                    LockDate = CASE WHEN s.Locked THEN s.LockDate ELSE now() END,
+                    LockDateLocal = CASE WHEN s.Locked THEN s.LockDateLocal ELSE localtimestamp END,
+                    LockCookie = CASE WHEN s.Locked THEN s.LockCookie
+                        ELSE greatest(s.LockCookie + 1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) END,
+                    Flags = CASE WHEN s.Locked THEN (s.Flags | 2) & ~8 ELSE (s.Flags & ~15) | 8 | CASE WHEN s.Flags & 1 <> 0 THEN 4 ELSE 0 END END,
+                    Locked = true
+                WHERE s.SessionId = p_id AND s.Expires >= now()
+                    AND NOT (s.Locked AND s.Flags & 2 <> 0
+                        AND s.Expires >= now() + make_interval(mins => s.Timeout) - make_interval(secs => least(60, greatest(1, s.Timeout * 6))))
+                RETURNING s.Flags & 8 = 0,
+                    CASE WHEN s.Flags & 8 = 0 THEN (extract(epoch FROM now() - s.LockDate) * 1000)::bigint ELSE 0::bigint END,
+                    s.LockCookie,
+                    CASE WHEN s.Flags & 12 = 12 THEN 1 ELSE 0 END,
+                    CASE WHEN s.Flags & 8 <> 0 THEN s.SessionItemLong END;
+                IF FOUND THEN RETURN; END IF;
+                RETURN QUERY SELECT true, (extract(epoch FROM now() - c.LockDate) * 1000)::bigint, c.LockCookie, 0, NULL::bytea
+                    FROM ASPStateTempSessions c WHERE c.SessionId = p_id AND c.Expires >= now() AND c.Locked;
+                IF FOUND THEN RETURN; END IF;
+                -- Gone, or released between the two statements: once more.
+            END LOOP;
         END $$;
 
         CREATE OR REPLACE FUNCTION TempGetStateItem3(p_id varchar)
@@ -122,13 +121,14 @@ enum PostgresSchema {
             FROM cur
         $$;
 
+        -- The waited-for flag stays until the next acquire clears it.
         CREATE OR REPLACE FUNCTION TempReleaseStateItemExclusive(p_id varchar, p_cookie bigint) RETURNS void LANGUAGE plpgsql AS $$
         DECLARE v_flags integer;
         BEGIN
-            SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
-            IF NOT FOUND THEN RETURN; END IF;
-            UPDATE ASPStateTempSessions s SET Locked = false, Expires = now() + make_interval(mins => s.Timeout), Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
-            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
+            UPDATE ASPStateTempSessions s SET Locked = false, Expires = now() + make_interval(mins => s.Timeout)
+            WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked
+            RETURNING s.Flags INTO v_flags;
+            IF FOUND AND v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
         END $$;
 
         CREATE OR REPLACE FUNCTION TempInsertStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_flags integer) RETURNS boolean LANGUAGE sql AS $$
@@ -150,15 +150,15 @@ enum PostgresSchema {
         CREATE OR REPLACE FUNCTION TempUpdateStateItemLong(p_id varchar, p_item bytea, p_timeout integer, p_cookie bigint) RETURNS integer LANGUAGE plpgsql AS $$
         DECLARE v_flags integer; v_cookie bigint;
         BEGIN
-            SELECT s.Flags INTO v_flags FROM ASPStateTempSessions s WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked FOR UPDATE;
-            IF NOT FOUND THEN
-                SELECT s.LockCookie INTO v_cookie FROM ASPStateTempSessions s WHERE s.SessionId = p_id;
-                RETURN CASE WHEN v_cookie < p_cookie THEN -1 ELSE 0 END;
+            UPDATE ASPStateTempSessions s SET SessionItemLong = p_item, Timeout = p_timeout, Expires = now() + make_interval(mins => p_timeout), Locked = false
+            WHERE s.SessionId = p_id AND s.LockCookie = p_cookie AND s.Locked
+            RETURNING s.Flags INTO v_flags;
+            IF FOUND THEN
+                IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
+                RETURN 1;
             END IF;
-            UPDATE ASPStateTempSessions s SET SessionItemLong = p_item, Timeout = p_timeout, Expires = now() + make_interval(mins => p_timeout),
-                Locked = false, Flags = s.Flags & ~2 WHERE s.SessionId = p_id;
-            IF v_flags & 2 <> 0 THEN PERFORM pg_notify('\(channel)', p_id || ' ' || p_cookie); END IF;
-            RETURN 1;
+            SELECT s.LockCookie INTO v_cookie FROM ASPStateTempSessions s WHERE s.SessionId = p_id;
+            RETURN CASE WHEN v_cookie < p_cookie THEN -1 ELSE 0 END;
         END $$;
 
         CREATE OR REPLACE FUNCTION TempRemoveStateItem(p_id varchar, p_cookie bigint) RETURNS integer LANGUAGE plpgsql AS $$

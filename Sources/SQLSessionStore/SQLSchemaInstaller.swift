@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 public import SessionState
 
 /// `session-host sql install | uninstall | status` (ASP.NET's `aspnet_regsql -ssadd` and
@@ -31,9 +32,9 @@ public enum SQLSchemaInstaller {
                 """)
             done.append(installed == nil ? "installed session-state schema version \(SQLSchema.version)" : "schema version \(SQLSchema.version) is installed; its functions were refreshed")
             return "\(database): " + done.joined(separator: "; ")
-        case .sqlite(let path):
+        case .sqlite(let path, _):
             let connection = try SQLiteConnection(path: path, busyTimeout: timeout, create: true)
-            let table = SQLiteSessionTable(connection)
+            let table = SQLiteSessionTable(connection, writes: Locked(0))
             let installed = try table.schemaVersion()
             if let installed, installed > SQLSchema.version {
                 throw SessionStoreError(.configuration, "\(database) has session-state schema version \(installed), from a newer SessionHost; this release installs version \(SQLSchema.version)")
@@ -55,7 +56,7 @@ public enum SQLSchemaInstaller {
         case .postgres(let target):
             let connection = try PostgresConnection(target: target, statementTimeout: timeout)
             try connection.run("BEGIN; \(PostgresSchema.uninstall) COMMIT;")
-        case .sqlite(let path):
+        case .sqlite(let path, _):
             let connection = try SQLiteConnection(path: path, busyTimeout: timeout)
             try connection.run(SQLiteSchema.uninstall)
         }
@@ -76,10 +77,10 @@ public enum SQLSchemaInstaller {
             status.lockedSessions = counts.first?[2].flatMap { Int($0) } ?? 0
             status.applications = try connection.query("SELECT AppName || ' (' || lpad(to_hex(AppId), 8, '0') || ')' FROM ASPStateTempApplications ORDER BY AppName").compactMap { $0.first ?? nil }
             status.sweeper = try connection.query("SELECT Owner || ', lease until ' || to_char(LeaseUntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC' FROM ASPStateSweeper").first?.first ?? nil
-        case .sqlite(let path):
+        case .sqlite(let path, _):
             guard FileManager.default.fileExists(atPath: path) else { return status }
             let connection = try SQLiteConnection(path: path, busyTimeout: timeout)
-            status.version = try SQLiteSessionTable(connection).schemaVersion()
+            status.version = try SQLiteSessionTable(connection, writes: Locked(0)).schemaVersion()
             guard status.version != nil else { return status }
             let now = Date().timeIntervalSince1970
             let counts = try connection.execute("SELECT sum(Expires >= ?1), sum(Expires < ?1), sum(Locked = 1 AND Expires >= ?1) FROM ASPStateTempSessions", [.real(now)])
@@ -100,7 +101,7 @@ public enum SQLSchemaInstaller {
     /// The connection string to show in messages: the same database without the password.
     static func hint(_ database: SQLSessionDatabase) -> String {
         switch database {
-        case .sqlite(let path): return "'sqlite:\(path)'"
+        case .sqlite(let path, _): return "'sqlite:\(path)'"
         case .postgres(let target):
             var parts = ["host=\(target.host)", "port=\(target.port)", "dbname=\(target.database)"]
             if let user = target.parameters["user"] { parts.append("user=\(user)") }

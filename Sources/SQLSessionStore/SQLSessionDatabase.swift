@@ -6,7 +6,8 @@ public import SessionState
 /// string, or ADO.NET keywords mapped onto libpq's) or a SQLite file (`sqlite:PATH`).
 public enum SQLSessionDatabase: Sendable, Hashable, CustomStringConvertible {
     case postgres(PostgresTarget)
-    case sqlite(path: String)
+    /// `fullSync`: `?synchronous=full` — every commit waits for the disk (see `SQLiteConnection`).
+    case sqlite(path: String, fullSync: Bool = false)
 
     /// The database ASP.NET uses when the connection string names none (`Initial Catalog=ASPState`).
     public static let defaultDatabase = "ASPState"
@@ -15,12 +16,13 @@ public enum SQLSessionDatabase: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .postgres(let target): "PostgreSQL \(target)"
-        case .sqlite(let path): "SQLite \(path)"
+        case .sqlite(let path, _): "SQLite \(path)"
         }
     }
 
     /// Reads `sqlConnectionString`:
-    /// - `sqlite:PATH`: a SQLite file (a relative path is taken from the worker's directory);
+    /// - `sqlite:PATH`: a SQLite file (a relative path is taken from the worker's directory),
+    ///   optionally ending `?synchronous=full` (or `=normal`, the default);
     /// - `postgresql://…` or `postgres://…`, or libpq's `keyword=value …` form: PostgreSQL;
     /// - ADO.NET keywords (`Data Source`/`Server`, `Initial Catalog`/`Database`, `User ID`,
     ///   `Password`, …) mapped onto libpq's; a keyword with no PostgreSQL meaning (e.g.
@@ -31,11 +33,20 @@ public enum SQLSessionDatabase: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ text: String, allowCustomDatabase: Bool) throws(SessionStoreSettingsError) -> SQLSessionDatabase {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if trimmed.lowercased().hasPrefix("sqlite:") {
-            let path = String(trimmed.dropFirst("sqlite:".count))
+            var path = String(trimmed.dropFirst("sqlite:".count))
+            var fullSync = false
+            if let question = path.lastIndex(of: "?") {
+                switch path[path.index(after: question)...].lowercased() {
+                case "synchronous=full": fullSync = true
+                case "synchronous=normal": fullSync = false
+                default: throw invalid("the only option of a SQLite file is ?synchronous=normal (the default) or ?synchronous=full.")
+                }
+                path = String(path[..<question])
+            }
             guard !path.isEmpty, !path.contains("\0") else {
                 throw invalid("'sqlite:' must be followed by the path of the SQLite file, e.g. sqlite:/var/lib/sessionhost/sessions.db.")
             }
-            return .sqlite(path: path)
+            return .sqlite(path: path, fullSync: fullSync)
         }
         let lower = trimmed.lowercased()
         if lower.hasPrefix("postgresql://") || lower.hasPrefix("postgres://") {

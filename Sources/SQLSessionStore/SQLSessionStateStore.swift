@@ -120,9 +120,12 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
                 }
             }
             listener = ReleaseListener(target: target, signal: signal, logger: logger)
-        case .sqlite(let path):
+        case .sqlite(let path, let fullSync):
+            // One writer at a time per database in this process: SQLite has one write lock, and
+            // contenders inside one process queue on a mutex instead of its busy handler.
+            let writes = Locked(0)
             pool = SessionTablePool(maxOpen: 100, waitLimit: timeout) { () throws(SessionStoreError) -> any SessionTableConnection in
-                SQLiteSessionTable(try SQLiteConnection(path: path, busyTimeout: timeout))
+                SQLiteSessionTable(try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync), writes: writes)
             }
             listener = nil
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import SessionState
 
 /// The ASPState schema in a SQLite file. Times are Unix seconds (`REAL`; a DBA reads them with
@@ -45,13 +46,23 @@ enum SQLiteSchema {
 }
 
 /// One SQLite connection doing the ASPState operations. Each is one statement or one short
-/// `BEGIN IMMEDIATE` transaction of a few statements (SQLite's `RETURNING` cannot return a
-/// row's values from before an update); none is held across a request.
+/// `BEGIN IMMEDIATE` transaction of a few statements; none is held across a request.
 final class SQLiteSessionTable: SessionTableConnection {
     let connection: SQLiteConnection
+    /// Held while writing: the writers of one process take turns on it (see the store).
+    private let writes: Locked<Int>
 
-    init(_ connection: SQLiteConnection) {
+    init(_ connection: SQLiteConnection, writes: Locked<Int>) {
         self.connection = connection
+        self.writes = writes
+    }
+
+    /// Runs a write (a statement or a short transaction) holding this process's write turn.
+    private func write<T>(_ body: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+        try writes.withLock { (count: inout Int) throws(SessionStoreError) -> T in
+            count += 1
+            return try body()
+        }
     }
 
     var isUsable: Bool { connection.isUsable }
@@ -67,7 +78,7 @@ final class SQLiteSessionTable: SessionTableConnection {
 
     func applicationID(name: String, hash: Int32) throws(SessionStoreError) -> Int32 {
         let name = name.lowercased()
-        return try connection.writeTransaction { () throws(SessionStoreError) -> Int32 in
+        return try write { () throws(SessionStoreError) -> Int32 in try connection.writeTransaction { () throws(SessionStoreError) -> Int32 in
             if let id = try connection.execute("SELECT AppId FROM ASPStateTempApplications WHERE AppName = ?1", [.text(name)]).first?.first?.int {
                 return Int32(truncatingIfNeeded: id)
             }
@@ -77,7 +88,7 @@ final class SQLiteSessionTable: SessionTableConnection {
                 throw SessionStoreError(.configuration, "SQL session state fatal error: hash-code collision between applications '\(name)' and '\(owner ?? "?")'. Please rename the 1st application to resolve the problem.")
             }
             return hash
-        }
+        } }
     }
 
     func get(_ id: String, exclusive: Bool) throws(SessionStoreError) -> SessionRow? {
@@ -86,32 +97,43 @@ final class SQLiteSessionTable: SessionTableConnection {
 
     private static let select = "SELECT Locked, LockDate, LockCookie, Flags, SessionItemLong, Timeout, Expires FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2"
 
+    /// One UPDATE … RETURNING, as on PostgreSQL: takes the lock when free, else marks the row
+    /// as waited for; Flags bit 8 says which. A waiter that finds the row marked and the expiry
+    /// fresh only reads.
     private func getExclusive(_ id: String) throws(SessionStoreError) -> SessionRow? {
-        // A waiter that finds the lock held, already marked as waited for and the expiry fresh
-        // writes nothing: no write transaction (and no sync) per poll.
-        let now = self.now
-        guard let seen = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
-        let timeout = seen[5].int ?? 20
-        if seen[0].int == 1, (seen[3].int ?? 0) & 2 != 0,
-           (seen[6].real ?? 0) >= now + Double(timeout * 60) - Double(SQLSchema.refreshThrottle(timeoutMinutes: timeout).components.seconds) {
-            let age = max(0, now - (seen[1].real ?? now))
-            return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: seen[2].int ?? 0, initialize: false, item: nil)
-        }
-        return try connection.writeTransaction { () throws(SessionStoreError) -> SessionRow? in
+        for _ in 0..<2 {
             let now = self.now
-            guard let row = try connection.execute(Self.select, [.text(id), .real(now)]).first else { return nil }
-            let locked = row[0].int == 1, flags = row[3].int ?? 0
-            if locked {
-                try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60, Flags = (Flags & ~1) | 2 WHERE SessionId = ?1", [.text(id), .real(now)])
-                let age = max(0, now - (row[1].real ?? now))
-                return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[2].int ?? 0, initialize: false, item: nil)
+            let rows = try write { () throws(SessionStoreError) -> [[SQLiteConnection.Value]] in
+                try connection.execute("""
+                    UPDATE ASPStateTempSessions SET
+                        Expires = ?2 + Timeout * 60,
+                        LockDate = CASE WHEN Locked THEN LockDate ELSE ?2 END,
+                        LockDateLocal = CASE WHEN Locked THEN LockDateLocal ELSE datetime(?2, 'unixepoch', 'localtime') END,
+                        LockCookie = CASE WHEN Locked THEN LockCookie ELSE LockCookie + 1 END,
+                        Flags = CASE WHEN Locked THEN (Flags | 2) & ~8 ELSE (Flags & ~15) | 8 | CASE WHEN Flags & 1 <> 0 THEN 4 ELSE 0 END END,
+                        Locked = 1
+                    WHERE SessionId = ?1 AND Expires >= ?2
+                        AND NOT (Locked AND Flags & 2 <> 0 AND Expires >= ?2 + Timeout * 60 - min(60, max(1, Timeout * 6)))
+                    RETURNING LockDate, LockCookie, Flags, CASE WHEN Flags & 8 <> 0 THEN SessionItemLong END
+                    """, [.text(id), .real(now)])
             }
-            try connection.execute("""
-                UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60, LockDate = ?2, LockDateLocal = datetime(?2, 'unixepoch', 'localtime'),
-                    LockCookie = LockCookie + 1, Locked = 1, Flags = Flags & ~1 WHERE SessionId = ?1
-                """, [.text(id), .real(now)])
-            return SessionRow(locked: false, lockAge: .zero, lockCookie: (row[2].int ?? 0) + 1, initialize: flags & 1 != 0, item: row[4].blob ?? [])
+            if let row = rows.first {
+                let flags = row[2].int ?? 0
+                guard flags & 8 != 0 else {
+                    let age = max(0, now - (row[0].real ?? now))
+                    return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[1].int ?? 0, initialize: false, item: nil)
+                }
+                return SessionRow(locked: false, lockAge: .zero, lockCookie: row[1].int ?? 0, initialize: flags & 4 != 0, item: row[3].blob ?? [])
+            }
+            let held = try connection.execute(
+                "SELECT LockDate, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2 AND Locked = 1", [.text(id), .real(now)])
+            if let row = held.first {
+                let age = max(0, now - (row[0].real ?? now))
+                return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[1].int ?? 0, initialize: false, item: nil)
+            }
+            // Gone, or released between the two statements: once more.
         }
+        return nil
     }
 
     private func getShared(_ id: String) throws(SessionStoreError) -> SessionRow? {
@@ -125,21 +147,28 @@ final class SQLiteSessionTable: SessionTableConnection {
         var initialize = false
         if flags & 1 != 0 {
             // Only the read that clears the flag reports the session as new.
-            try connection.execute("UPDATE ASPStateTempSessions SET Flags = Flags & ~1, Expires = ?2 + Timeout * 60 WHERE SessionId = ?1 AND Flags & 1 <> 0", [.text(id), .real(now)])
-            initialize = connection.changes == 1
+            initialize = try write { () throws(SessionStoreError) -> Bool in
+                try connection.execute("UPDATE ASPStateTempSessions SET Flags = Flags & ~1, Expires = ?2 + Timeout * 60 WHERE SessionId = ?1 AND Flags & 1 <> 0", [.text(id), .real(now)])
+                return connection.changes == 1
+            }
         } else if (row[6].real ?? 0) < now + Double(timeout * 60) - Double(SQLSchema.refreshThrottle(timeoutMinutes: timeout).components.seconds) {
-            try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60 WHERE SessionId = ?1", [.text(id), .real(now)])
+            try write { () throws(SessionStoreError) in
+                try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60 WHERE SessionId = ?1", [.text(id), .real(now)])
+            }
         }
         return SessionRow(locked: false, lockAge: .zero, lockCookie: row[2].int ?? 0, initialize: initialize, item: row[4].blob ?? [])
     }
 
     func release(_ id: String, cookie: Int) throws(SessionStoreError) {
-        try connection.execute(
-            "UPDATE ASPStateTempSessions SET Locked = 0, Expires = ?3 + Timeout * 60, Flags = Flags & ~2 WHERE SessionId = ?1 AND LockCookie = ?2 AND Locked = 1",
-            [.text(id), .int(cookie), .real(now)])
+        try write { () throws(SessionStoreError) in
+            try connection.execute(
+                "UPDATE ASPStateTempSessions SET Locked = 0, Expires = ?3 + Timeout * 60 WHERE SessionId = ?1 AND LockCookie = ?2 AND Locked = 1",
+                [.text(id), .int(cookie), .real(now)])
+        }
     }
 
     func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool {
+        try write { () throws(SessionStoreError) -> Bool in
         try connection.execute("""
             INSERT INTO ASPStateTempSessions (SessionId, Created, Expires, LockDate, LockDateLocal, LockCookie, Timeout, Locked, SessionItemLong, Flags)
             VALUES (?1, ?2, ?2 + ?4 * 60, ?2, datetime(?2, 'unixepoch', 'localtime'), 1, ?4, 0, ?3, ?5)
@@ -149,19 +178,22 @@ final class SQLiteSessionTable: SessionTableConnection {
             WHERE Expires < ?2
             """, [.text(id), .real(now), .blob(item), .int(timeout), .int(uninitialized ? 1 : 0)])
         return connection.changes == 1
+        }
     }
 
     func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome {
-        try connection.execute("""
-            UPDATE ASPStateTempSessions SET SessionItemLong = ?2, Timeout = ?3, Expires = ?5 + ?3 * 60, Locked = 0, Flags = Flags & ~2
-            WHERE SessionId = ?1 AND LockCookie = ?4 AND Locked = 1
-            """, [.text(id), .blob(item), .int(timeout), .int(cookie), .real(now)])
-        // SQLite commits synchronously: a lock it granted is never lost, only taken.
-        return connection.changes == 1 ? .saved : .lockTaken
+        try write { () throws(SessionStoreError) -> UpdateOutcome in
+            try connection.execute("""
+                UPDATE ASPStateTempSessions SET SessionItemLong = ?2, Timeout = ?3, Expires = ?5 + ?3 * 60, Locked = 0
+                WHERE SessionId = ?1 AND LockCookie = ?4 AND Locked = 1
+                """, [.text(id), .blob(item), .int(timeout), .int(cookie), .real(now)])
+            // Locks are committed like saves: a lock SQLite granted is never forgotten, only taken.
+            return connection.changes == 1 ? .saved : .lockTaken
+        }
     }
 
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {
-        try connection.writeTransaction { () throws(SessionStoreError) -> RemoveOutcome in
+        try write { () throws(SessionStoreError) -> RemoveOutcome in try connection.writeTransaction { () throws(SessionStoreError) -> RemoveOutcome in
             guard let row = try connection.execute("SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2", [.text(id), .real(now)]).first else {
                 return .notFound
             }
@@ -170,14 +202,16 @@ final class SQLiteSessionTable: SessionTableConnection {
             if cookie == nil, locked { return .heldByAnother }
             try connection.execute("DELETE FROM ASPStateTempSessions WHERE SessionId = ?1", [.text(id)])
             return .removed
-        }
+        } }
     }
 
     func resetTimeout(_ id: String) throws(SessionStoreError) {
+        try write { () throws(SessionStoreError) in
         try connection.execute("""
             UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60
             WHERE SessionId = ?1 AND Expires >= ?2 AND Expires < ?2 + Timeout * 60 - min(60, max(1, Timeout * 6))
             """, [.text(id), .real(now)])
+        }
     }
 
     func contains(sessionID: String) throws(SessionStoreError) -> Bool {
@@ -195,20 +229,22 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func claimSweep(owner: String, lease: Duration) throws(SessionStoreError) -> Bool {
+        try write { () throws(SessionStoreError) -> Bool in
         try connection.execute("""
             INSERT INTO ASPStateSweeper (Name, Owner, LeaseUntil) VALUES ('expiry', ?1, ?2 + ?3)
             ON CONFLICT (Name) DO UPDATE SET Owner = excluded.Owner, LeaseUntil = excluded.LeaseUntil
             WHERE LeaseUntil < ?2 OR Owner = excluded.Owner
             """, [.text(owner), .real(now), .real(Double(lease.components.seconds))])
         return connection.changes == 1
+        }
     }
 
     func deleteExpired(limit: Int, withItems: Bool) throws(SessionStoreError) -> [ExpiredSession] {
-        let rows = try connection.execute("""
+        let rows = try write { () throws(SessionStoreError) -> [[SQLiteConnection.Value]] in try connection.execute("""
             DELETE FROM ASPStateTempSessions WHERE SessionId IN (
                 SELECT SessionId FROM ASPStateTempSessions WHERE Expires < ?1 ORDER BY Expires LIMIT ?2)
             RETURNING SessionId, CASE WHEN ?3 THEN SessionItemLong END
-            """, [.real(now), .int(limit), .int(withItems ? 1 : 0)])
+            """, [.real(now), .int(limit), .int(withItems ? 1 : 0)]) }
         guard !rows.isEmpty else { return [] }
         var names: [Int: String] = [:]
         for row in try connection.execute("SELECT AppId, AppName FROM ASPStateTempApplications") {

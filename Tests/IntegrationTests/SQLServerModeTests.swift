@@ -166,7 +166,7 @@ struct SQLServerModeTests {
         defer { fixture.finish() }
         let browser = Browser(fixture)
         let reply = try browser.get("/sql/probe?set=a&v=1")
-        #expect(reply.status == 500)
+        #expect(reply.status == 500, "\(reply.text)")
         #expect(!reply.text.contains("later.db"))
         #expect(fixture.workerLog.contains("session-host sql install --connection-string"))
         _ = try SQLSchemaInstaller.install(try SQLSessionDatabase.parse(connectionString, allowCustomDatabase: false))
@@ -193,7 +193,7 @@ struct SQLServerModeTests {
             let partition = Int(id.utf8.first!) % 2
             counts[partition] += 1
             let database = try SQLSessionDatabase.parse([one, two][partition].connectionString, allowCustomDatabase: false)
-            guard case .sqlite(let path) = database else { continue }
+            guard case .sqlite(let path, _) = database else { continue }
             let rows = try SQLiteConnection(path: path, busyTimeout: .seconds(5)).execute("SELECT count(*) FROM ASPStateTempSessions WHERE SessionId LIKE ?1 || '%'", [.text(id)])
             #expect(rows.first?.first?.int == 1)
         }

@@ -109,7 +109,7 @@ struct SQLStoreTests {
         var data = SessionStateStoreData(timeout: 20)
         data.items["n"] = .int(7)
         try store.setAndReleaseItemExclusive(key, data: data, lockID: nil, newItem: true)
-        guard case .sqlite(let path) = database else { return }
+        guard case .sqlite(let path, _) = database else { return }
         let connection = try SQLiteConnection(path: path, busyTimeout: .seconds(5))
         let rows = try connection.execute("SELECT SessionId, Timeout, Locked, LockCookie, Flags, SessionItemLong FROM ASPStateTempSessions")
         #expect(rows.count == 1)
@@ -266,7 +266,7 @@ struct SQLStoreTests {
         case .postgres(let target):
             let connection = try PostgresConnection(target: target, statementTimeout: .seconds(5))
             for id in ids { try connection.query("UPDATE ASPStateTempSessions SET Expires = now() - interval '1 second' WHERE SessionId LIKE $1 || '%'", [id]) }
-        case .sqlite(let path):
+        case .sqlite(let path, _):
             let connection = try SQLiteConnection(path: path, busyTimeout: .seconds(5))
             for id in ids { try connection.execute("UPDATE ASPStateTempSessions SET Expires = 0 WHERE SessionId LIKE ?1 || '%'", [.text(id)]) }
         }

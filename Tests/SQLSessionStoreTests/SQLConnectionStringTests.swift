@@ -43,6 +43,9 @@ struct SQLConnectionStringTests {
     @Test func sqliteNamesAFile() throws {
         #expect(try SQLSessionDatabase.parse("sqlite:/var/lib/app/sessions.db", allowCustomDatabase: false) == .sqlite(path: "/var/lib/app/sessions.db"))
         #expect(try SQLSessionDatabase.parse("SQLite:run/s.db", allowCustomDatabase: false) == .sqlite(path: "run/s.db"))
+        #expect(try SQLSessionDatabase.parse("sqlite:/d/s.db?synchronous=FULL", allowCustomDatabase: false) == .sqlite(path: "/d/s.db", fullSync: true))
+        #expect(try SQLSessionDatabase.parse("sqlite:/d/s.db?synchronous=normal", allowCustomDatabase: false) == .sqlite(path: "/d/s.db"))
+        #expect(error("sqlite:/d/s.db?mode=ro")?.contains("?synchronous=full") == true)
         #expect(error("sqlite:")?.contains("path of the SQLite file") == true)
     }
 
