@@ -41,6 +41,12 @@ THREADS = int(os.environ.get("THREADS", "64"))
 PARTS = [part for part in os.environ.get("ONLY", "hello,sessions,memory,apache,idle,stateserver,sql").split(",") if part]
 ALL_PARTS = {"hello", "sessions", "memory", "apache", "idle", "stateserver", "sql"}
 SESSIONS = int(os.environ.get("SESSIONS", "10000"))  # rotated by the counter cells
+SQL_CELLS = [cell for cell in os.environ.get("SQL_CELLS", "").split(",") if cell]  # a subset of the sql part's cells (profiling)
+# The sql part's worker: requests wait on the database, so it lets as many threads take
+# connections as wrk keeps requests in flight (the README's advice for such apps); with the default
+# (one per core) each request hands its turn over to another thread when it blocks, which cost
+# this machine about a quarter of the PostgreSQL counter's rate.
+SQL_ACTIVE_THREADS = int(os.environ.get("SQL_ACTIVE_THREADS", "32"))
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
 KEEPALIVE = 32  # nginx idle upstream connections (they hold no worker thread)
@@ -68,6 +74,7 @@ http {{
     upstream php_keep {{ server unix:{dir}/php.sock; keepalive {keepalive}; }}
     upstream swift_ss {{ server unix:{dir}/swift-ss.sock; keepalive {keepalive}; }}
     upstream php_redis {{ server unix:{dir}/php-redis.sock; keepalive {keepalive}; }}
+    upstream php_redis_unix {{ server unix:{dir}/php-redis-unix.sock; keepalive {keepalive}; }}
     upstream swift_sql {{ server unix:{dir}/swift-sql.sock; keepalive {keepalive}; }}
     server {{
         listen 127.0.0.1:{port};
@@ -88,6 +95,11 @@ http {{
         location /php-redis/ {{
             root {dir}/www;
             fastcgi_pass php_redis; fastcgi_keep_conn on; include {params};
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        }}
+        location /php-redis-unix/ {{
+            root {dir}/www;
+            fastcgi_pass php_redis_unix; fastcgi_keep_conn on; include {params};
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
         }}
     }}
@@ -140,11 +152,12 @@ php_admin_flag[log_errors] = on
 php_admin_value[error_log] = {dir}/logs/php-errors.log
 """
 
-# The redis pool of the stateserver part: phpredis' session handler with its locking on (off by
-# default, which would let concurrent requests of one session overwrite each other).
+# The redis pools: phpredis' session handler with its locking on (off by default, which would let
+# concurrent requests of one session overwrite each other); the stateserver part's over TCP (as the
+# state server is reached), the sql part's over redis' Unix socket (as PostgreSQL is reached).
 PHP_FPM_REDIS_POOL = """
-[redis]
-listen = {dir}/php-redis.sock
+[{pool}]
+listen = {dir}/{pool}.sock
 listen.mode = 0660
 listen.backlog = 511
 pm = static
@@ -152,7 +165,7 @@ pm.max_children = {children}
 pm.max_requests = 0
 catch_workers_output = yes
 php_admin_value[session.save_handler] = redis
-php_admin_value[session.save_path] = "tcp://127.0.0.1:{redis_port}"
+php_admin_value[session.save_path] = "{save_path}"
 php_admin_value[session.gc_probability] = 0
 php_admin_value[redis.session.locking_enabled] = 1
 php_admin_value[redis.session.lock_wait_time] = 2000
@@ -184,6 +197,7 @@ SQL_APPLICATION_HOST = """<configuration>
     <site name="Bench" id="1">
       <application path="/"><virtualDirectory path="/" physicalPath="../sql-www" /></application>
       <application path="/swift-sql/pg"><virtualDirectory path="/" physicalPath="../sql-pg" /></application>
+      <application path="/swift-sql/pgtcp"><virtualDirectory path="/" physicalPath="../sql-pgtcp" /></application>
       <application path="/swift-sql/lite"><virtualDirectory path="/" physicalPath="../sql-lite" /></application>
     </site>
   </sites></system.applicationHost>
@@ -426,7 +440,7 @@ def start_postgres(work, start):
     """A PostgreSQL 15 of the driver's own: initdb in the work folder, the server in the
     foreground on a free loopback port (as the postgres user when root, which PostgreSQL
     refuses), with its installed durability settings (fsync, synchronous_commit on) and
-    function-call counting on. Returns (process, port, user)."""
+    pg_stat_statements loaded (to count the statements). Returns (process, port, user)."""
     import pwd
     as_root = os.geteuid() == 0
     user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
@@ -438,15 +452,17 @@ def start_postgres(work, start):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     process = start("postgres", prefix + [f"{PG_BIN}/postgres", "-D", f"{work}/pg/data", "-p", str(port), "-k", f"{work}/pg/socket",
-                                          "-c", "listen_addresses=127.0.0.1", "-c", "track_functions=all", "-c", "max_connections=200"])
+                                          "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+                                          "-c", "shared_preload_libraries=pg_stat_statements"])
     return process, port, user
 
 
 def pg_counts(port, user):
-    """Function calls (each a round trip of the store) and commits so far in ASPState. The
-    statistics reach the shared counters when a backend goes idle (at most 10 s later)."""
+    """Statements executed (each a round trip of the store) and commits so far in ASPState.
+    Commits reach the shared counters when a backend goes idle (at most 10 s later)."""
     out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "ASPState", "-Atc",
-                          "SELECT (SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions), "
+                          "SELECT (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = "
+                          "(SELECT oid FROM pg_database WHERE datname = 'ASPState') AND query NOT LIKE '%pg_stat%'), "
                           "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'ASPState')"],
                          capture_output=True, text=True, check=True).stdout.strip()
     calls, commits = out.split("|")
@@ -472,8 +488,8 @@ def main():
     shutil.rmtree(logs, ignore_errors=True)
     os.makedirs(logs)
     work = tempfile.mkdtemp(prefix="sessionhost-bench-")
-    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "php-sessions", "ss-config", "ss-www", "ss-app",
-                "sql-config", "sql-www", "sql-pg", "sql-lite"):
+    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "www/php-redis-unix", "php-sessions", "ss-config", "ss-www", "ss-app",
+                "sql-config", "sql-www", "sql-pg", "sql-pgtcp", "sql-lite"):
         os.makedirs(os.path.join(work, sub))
     os.chmod(work, 0o755)
     port = free_port()
@@ -510,8 +526,9 @@ def main():
             process.kill()
             process.wait()
             return
-        # The C worker keeps SIGTERM's default action (killed by it); the others exit 0.
-        if process.returncode != 0 and not (name.startswith("c-hello") and process.returncode == -signal.SIGTERM):
+        # The C worker keeps SIGTERM's default action (killed by it), and so does runuser, which
+        # runs PostgreSQL as root (it passes the signal on, then dies of it); the others exit 0.
+        if process.returncode != 0 and not ((name.startswith("c-hello") or name == "postgres") and process.returncode == -signal.SIGTERM):
             fail(f"{name} exited with status {process.returncode} after SIGTERM")
 
     def up(pattern):
@@ -535,6 +552,7 @@ def main():
             state_port, redis_port = free_port(), free_port()
             state = start("state-server", [state_binary, "--listen", f"127.0.0.1:{state_port}", "--log-level", "warning"])
             redis = start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                    "--unixsocket", f"{work}/redis.sock", "--unixsocketperm", "777",
                                     "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
             with open(f"{work}/ss-config/applicationHost.config", "w") as conf:
                 conf.write(SS_APPLICATION_HOST)
@@ -547,7 +565,10 @@ def main():
         if "sql" in PARTS:
             postgres, pg_port, pg_user = start_postgres(work, start)
             wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", pg_port)) == 0, "PostgreSQL", processes)
-            pg_connection = f"host=127.0.0.1 port={pg_port} user={pg_user}"
+            # Over PostgreSQL's Unix socket, as a worker on the database's machine connects (and as
+            # php-fpm reaches redis in this part); a farm connects over TCP.
+            pg_connection = f"host={work}/pg/socket port={pg_port} user={pg_user}"
+            pg_tcp_connection = f"host=127.0.0.1 port={pg_port} user={pg_user}"
             lite_connection = f"sqlite:{work}/sql-sessions.db"
             for connection in (pg_connection, lite_connection):
                 for attempt in range(50):  # the server accepts before it admits connections
@@ -558,20 +579,24 @@ def main():
                 if installed.returncode != 0:
                     raise SystemExit(f"session-host sql install failed: {installed.stdout}{installed.stderr}")
                 notes.append(installed.stdout.strip())
+            subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg_port), "-U", pg_user, "-d", "ASPState", "-qc",
+                            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"], check=True)
             with open(f"{work}/sql-config/applicationHost.config", "w") as conf:
                 conf.write(SQL_APPLICATION_HOST)
-            for folder, connection in (("sql-pg", pg_connection), ("sql-lite", lite_connection)):
+            for folder, connection in (("sql-pg", pg_connection), ("sql-pgtcp", pg_tcp_connection), ("sql-lite", lite_connection)):
                 with open(f"{work}/{folder}/web.config", "w") as conf:
                     conf.write(SQL_WEB_CONFIG.format(connection=connection))
             if "stateserver" not in PARTS:
                 redis_port = free_port()
                 start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                "--unixsocket", f"{work}/redis.sock", "--unixsocketperm", "777",
                                 "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
                 wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
             start("swift-sql", [swift_binary, "serve", "--listen", f"unix:{work}/swift-sql.sock", "--threads", str(THREADS),
-                                "--log-level", "warning", "--config-dir", f"{work}/sql-config"])
+                                "--log-level", "warning", "--config-dir", f"{work}/sql-config"]
+                  + ["--active-threads", str(SQL_ACTIVE_THREADS)])
         if {"sessions", "stateserver", "sql"} & set(PARTS):
-            for folder in ("php", "php-redis"):
+            for folder in ("php", "php-redis", "php-redis-unix"):
                 with open(f"{work}/www/{folder}/counter.php", "w") as script:
                     script.write(PHP_COUNTER)
             with open(f"{work}/www/php/opcache.php", "w") as script:
@@ -579,14 +604,16 @@ def main():
             with open(f"{work}/php-fpm.conf", "w") as conf:
                 conf.write(PHP_FPM_CONF.format(dir=work, children=PHP_CHILDREN))
                 if {"stateserver", "sql"} & set(PARTS):
-                    conf.write(PHP_FPM_REDIS_POOL.format(dir=work, children=PHP_CHILDREN, redis_port=redis_port))
+                    conf.write(PHP_FPM_REDIS_POOL.format(pool="php-redis", dir=work, children=PHP_CHILDREN, save_path=f"tcp://127.0.0.1:{redis_port}"))
+                if "sql" in PARTS:
+                    conf.write(PHP_FPM_REDIS_POOL.format(pool="php-redis-unix", dir=work, children=PHP_CHILDREN, save_path=f"unix://{work}/redis.sock"))
             php_fpm = find_php_fpm()
             start("php-fpm", [php_fpm, "-y", f"{work}/php-fpm.conf", "-F"] + (["-R"] if os.geteuid() == 0 else []))
         wait_for(lambda: all(os.path.exists(f"{work}/{sock}") for sock, part in
                              (("c.sock", "hello"), ("c-apache.sock", "apache"), ("swift.sock", "hello"), ("swift.sock", "sessions"),
                               ("swift.sock", "apache"), ("swift-few.sock", "idle"), ("php.sock", "sessions"),
                               ("swift-ss.sock", "stateserver"), ("php-redis.sock", "stateserver"),
-                              ("swift-sql.sock", "sql"), ("php.sock", "sql"), ("php-redis.sock", "sql"))
+                              ("swift-sql.sock", "sql"), ("php.sock", "sql"), ("php-redis.sock", "sql"), ("php-redis-unix.sock", "sql"))
                              if part in PARTS), "the workers", processes)
         if "apache" in PARTS:
             if as_root:  # c-hello makes its socket 0660 root:root; Apache's children run as www-data
@@ -646,15 +673,20 @@ def main():
 
         if "sql" in PARTS:
             progress(f"creating {SESSIONS:,} sessions each: Swift InProc, PostgreSQL, SQLite; php-fpm files, redis")
-            sql_paths = {"sql-inproc": "/swift-sql/counter", "sql-pg": "/swift-sql/pg/counter", "sql-lite": "/swift-sql/lite/counter",
-                         "sql-php-files": "/php/counter.php", "sql-php-redis": "/php-redis/counter.php"}
+            sql_paths = {"sql-inproc": "/swift-sql/counter", "sql-pg": "/swift-sql/pg/counter", "sql-pg-tcp": "/swift-sql/pgtcp/counter",
+                         "sql-lite": "/swift-sql/lite/counter", "sql-php-files": "/php/counter.php",
+                         "sql-php-redis": "/php-redis-unix/counter.php", "sql-php-redis-tcp": "/php-redis/counter.php"}
             sql_cookie = {key: PHP_COOKIE if key.startswith("sql-php") else ASP_COOKIE for key in sql_paths}
             sql_ids = {key: create_sessions(port, path, sql_cookie[key], SESSIONS) for key, path in sql_paths.items()}
             sql_lua = {key: rotation_script(f"{work}/{key}.lua", sql_cookie[key], ids) for key, ids in sql_ids.items()}
-            sql_labels = {"sql-inproc": "Swift counter, InProc (the same worker)", "sql-pg": "Swift counter, SQLServer on PostgreSQL 15",
+            sql_labels = {"sql-inproc": "Swift counter, InProc (the same worker)",
+                          "sql-pg": "Swift counter, SQLServer on PostgreSQL 15 (Unix socket)",
+                          "sql-pg-tcp": "Swift counter, SQLServer on PostgreSQL 15 (TCP, 127.0.0.1)",
                           "sql-lite": "Swift counter, SQLServer on SQLite", "sql-php-files": "php-fpm 8.2 counter, files sessions",
-                          "sql-php-redis": "php-fpm 8.2 counter, redis sessions (locking on)"}
-            cells += [(key, sql_labels[key], path, CONNECTIONS, sql_lua[key]) for key, path in sql_paths.items()]
+                          "sql-php-redis": "php-fpm 8.2 counter, redis sessions (locking on; Unix socket)",
+                          "sql-php-redis-tcp": "php-fpm 8.2 counter, redis sessions (locking on; TCP, 127.0.0.1)"}
+            cells += [(key, sql_labels[key], path, CONNECTIONS, sql_lua[key]) for key, path in sql_paths.items()
+                      if not SQL_CELLS or key in SQL_CELLS]
 
         counted = {}
         pg_before = None
@@ -675,11 +707,12 @@ def main():
         if "sql" in PARTS:
             time.sleep(11)
             pg_after = pg_counts(pg_port, pg_user)
-            pg_requests = sum(r[3] for r in results["sql-pg"])
-            pg_trips = ((pg_after[0] - pg_before[0]) / pg_requests, (pg_after[1] - pg_before[1]) / pg_requests)
+            pg_requests = sum(r[3] for key in ("sql-pg", "sql-pg-tcp") for r in results.get(key, []))
+            pg_trips = ((pg_after[0] - pg_before[0]) / max(1, pg_requests), (pg_after[1] - pg_before[1]) / max(1, pg_requests))
             progress("reading back every SQL-part counter")
             for key, path in sql_paths.items():
-                notes.append(check_counters(port, path, sql_cookie[key], sql_ids[key], counted[path], ROUNDS + 1))
+                if key in results:
+                    notes.append(check_counters(port, path, sql_cookie[key], sql_ids[key], counted[path], ROUNDS + 1))
         if "idle" in PARTS:
             notes.append(f"idle part: the {IDLE_THREADS}-thread worker's RSS after the load: {rss_kib(few.pid) / 1024:.1f} MiB")
         if "sessions" in PARTS:
@@ -815,24 +848,30 @@ def main():
                   f"strings ({added * 1024 / FILL:,.0f} bytes each, filled in {state_memory['seconds']:.1f} s through nginx)")
     if "sql" in PARTS:
         print(f"\nSQLServer: {SESSIONS:,} pre-created sessions per target, rotated round-robin by a wrk Lua script, "
-              f"-c{CONNECTIONS}, upstream keepalive; PostgreSQL 15 (fsync, synchronous_commit on), SQLite (WAL, "
-              f"synchronous FULL), redis-server (no persistence) on this machine\n")
+              f"-c{CONNECTIONS}, upstream keepalive; the Swift worker with --active-threads {SQL_ACTIVE_THREADS}; "
+              f"on this machine: PostgreSQL 15 (fsync, synchronous_commit on), "
+              f"redis-server (no persistence), each reached over TCP and over its Unix socket; SQLite (WAL, synchronous=NORMAL)\n")
         print("| target | req/s | p50 ms | p99 ms |")
         print("|---|---:|---:|---:|")
-        for key in ("sql-inproc", "sql-pg", "sql-lite", "sql-php-files", "sql-php-redis"):
+        for key in [k for k in ("sql-inproc", "sql-pg", "sql-pg-tcp", "sql-lite", "sql-php-files", "sql-php-redis", "sql-php-redis-tcp") if k in results]:
             label = next(c[1] for c in cells if c[0] == key)
             print(f"| {label} | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
         print("\n| ratio (req/s, medians) | value | per round | target |")
         print("|---|---:|---|---|")
-        for swift_key, php_key, target in (("sql-pg", "sql-php-redis", 0.8), ("sql-lite", "sql-php-files", 1.0)):
+        for swift_key, php_key, target in (("sql-pg-tcp", "sql-php-redis-tcp", 0.8), ("sql-pg", "sql-php-redis", 0.8), ("sql-lite", "sql-php-files", 1.0)):
+            if swift_key not in results or php_key not in results:
+                continue
             per_round = [s[0] / p[0] for s, p in zip(results[swift_key], results[php_key])]
             ratio = median(swift_key, 0) / median(php_key, 0)
             print(f"| {next(c[1] for c in cells if c[0] == swift_key)} / {next(c[1] for c in cells if c[0] == php_key)} | {ratio:.2f} | "
                   f"{', '.join(f'{r:.2f}' for r in per_round)} | ≥ {target} {'met' if ratio >= target else 'NOT met'} |")
-        print(f"| PostgreSQL p99 / php-fpm redis p99 | {median('sql-pg', 2) / median('sql-php-redis', 2):.2f} | | |")
-        print(f"| SQLite p99 / php-fpm files p99 | {median('sql-lite', 2) / median('sql-php-files', 2):.2f} | | |")
-        print(f"\nPostgreSQL per counter request (measured rounds): {pg_trips[0]:.2f} round trips (store function calls), "
-              f"{pg_trips[1]:.2f} commits")
+        for swift_key, php_key, label in (("sql-pg-tcp", "sql-php-redis-tcp", "PostgreSQL p99 / php-fpm redis p99 (TCP)"),
+                                          ("sql-pg", "sql-php-redis", "PostgreSQL p99 / php-fpm redis p99 (Unix sockets)"),
+                                          ("sql-lite", "sql-php-files", "SQLite p99 / php-fpm files p99")):
+            if swift_key in results and php_key in results:
+                print(f"| {label} | {median(swift_key, 2) / median(php_key, 2):.2f} | | |")
+        print(f"\nPostgreSQL per counter request (measured rounds, pg_stat_statements): {pg_trips[0]:.2f} round trips "
+              f"(statements), {pg_trips[1]:.2f} commits")
     if memory:
         added = memory["filled"] - memory["cold"]
         added_warm = memory["filled"] - memory["warm"]

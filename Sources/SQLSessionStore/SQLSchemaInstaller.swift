@@ -22,6 +22,7 @@ public enum SQLSchemaInstaller {
             // two installs from racing.
             try connection.run("""
                 BEGIN;
+                SET LOCAL client_min_messages = warning;
                 SELECT pg_advisory_xact_lock(\(SQLSchema.applicationHash("sessionhost-install")));
                 \(PostgresSchema.tables)
                 \(PostgresSchema.dropFunctions)

@@ -202,9 +202,9 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         case .lockTaken:
             throw SessionStoreError(.lockLost, "the session's lock was broken and taken by another request (or the session ended): this request's changes were not saved")
         case .lockVanished:
-            // Not another request's doing: the database restarted and forgot the lock. The
-            // request may be repeated (503).
-            throw SessionStoreError(.unavailable, "the session database restarted while this request held the session's lock: its changes were not saved")
+            // Not another request's doing: the database forgot the lock (a failover, a restore).
+            // The request may be repeated (503).
+            throw SessionStoreError(.unavailable, "the session database forgot this request's lock (a failover or a restore?): its changes were not saved")
         }
         signal.released([(id, lockID.rawValue)])
     }

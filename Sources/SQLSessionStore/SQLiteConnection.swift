@@ -37,7 +37,6 @@ final class SQLiteConnection {
     /// Opens `path`; `create` only for `session-host sql install` (a worker never creates the
     /// database: a missing file is a schema that is not installed).
     init(path: String, busyTimeout: Duration, fullSync: Bool = false, create: Bool = false) throws(SessionStoreError) {
-        BlockingHint.willBlock()
         self.path = path
         if !create, !FileManager.default.fileExists(atPath: path) {
             throw SessionStoreError(.configuration, SQLSchema.notInstalled("SQLite \(path)", connectionStringHint: "sqlite:\(path)"))
@@ -58,6 +57,8 @@ final class SQLiteConnection {
             let now = monotonicNanoseconds()
             if attempts == 0 { state.pointee.startedNanoseconds = now }
             guard now - state.pointee.startedNanoseconds < state.pointee.limitNanoseconds else { return 0 }
+            // Another process writes: this thread waits (a statement alone never blocks).
+            BlockingHint.willBlock()
             usleep(useconds_t(min(1000, 50 << min(Int(attempts), 4))))
             return 1
         }, busy)
@@ -76,7 +77,6 @@ final class SQLiteConnection {
     /// Runs `sql` (one statement, prepared once per connection) and returns its rows.
     @discardableResult
     func execute(_ sql: String, _ parameters: [Value] = []) throws(SessionStoreError) -> [[Value]] {
-        BlockingHint.willBlock()
         let statement = try prepared(sql)
         defer {
             sqlite3_reset(statement)
@@ -103,7 +103,6 @@ final class SQLiteConnection {
 
     /// Runs statements that take no parameters (schema changes), all at once.
     func run(_ sql: String) throws(SessionStoreError) {
-        BlockingHint.willBlock()
         var message: UnsafeMutablePointer<CChar>?
         let status = sqlite3_exec(database, sql, nil, nil, &message)
         defer { sqlite3_free(message) }

@@ -20,8 +20,8 @@ enum UpdateOutcome {
     case saved
     /// Another request holds the lock now (ours was broken), or the session is gone.
     case lockTaken
-    /// The lock is older than ours: the database forgot our acquire (a crash lost its
-    /// asynchronous commit). Nothing was saved; nobody else holds the session.
+    /// The lock is older than ours: the database forgot our acquire (a failover to an
+    /// asynchronous standby, a restore). Nothing was saved; nobody else holds the session.
     case lockVanished
 }
 
