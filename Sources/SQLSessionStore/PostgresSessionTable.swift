@@ -135,10 +135,10 @@ enum PostgresStatements {
             CASE WHEN s.Flags & 8 <> 0 THEN s.SessionItemLong END
         """
 
-    /// The holder of a locked session, read without writing.
+    /// The lock of a live session, read without writing (after `getExclusive` matched nothing).
     static let lockHolder = """
-        SELECT true, (extract(epoch FROM now() - c.LockDate) * 1000)::bigint, c.LockCookie, 0, NULL::bytea
-        FROM ASPStateTempSessions c WHERE c.SessionId = $1 AND c.Expires >= now() AND c.Locked
+        SELECT c.Locked, (extract(epoch FROM now() - c.LockDate) * 1000)::bigint, c.LockCookie, 0, NULL::bytea
+        FROM ASPStateTempSessions c WHERE c.SessionId = $1 AND c.Expires >= now()
         """
 
     /// `TempGetStateItem3`: reads without locking; slides the expiry only when the throttle
@@ -232,12 +232,18 @@ final class PostgresSessionTable: SessionTableConnection {
 
     func get(_ id: String, exclusive: Bool) throws(SessionStoreError) -> SessionRow? {
         guard exclusive else { return Self.row(try connection.execute("get", PostgresStatements.get, [.text(id)])) }
-        for _ in 0..<2 {
+        var seen: SessionRow?
+        for _ in 0..<8 {
             if let row = Self.row(try connection.execute("getx", PostgresStatements.getExclusive, [.text(id)])) { return row }
-            if let held = Self.row(try connection.execute("holder", PostgresStatements.lockHolder, [.text(id)])) { return held }
-            // Gone, or released between the two statements: once more.
+            // Matched nothing: the session is gone, or held by another request and already
+            // marked as waited for (then nothing is written), or it was released in between.
+            guard let state = Self.row(try connection.execute("holder", PostgresStatements.lockHolder, [.text(id)])) else { return nil }
+            if state.locked { return state }
+            seen = state
         }
-        return nil
+        // Released and taken again under our feet every time: report it held, so that the
+        // caller waits (briefly) and asks again. Never "not found" for a live session.
+        return seen.map { SessionRow(locked: true, lockAge: .zero, lockCookie: $0.lockCookie, initialize: false, item: nil) }
     }
 
     private static func row(_ rows: [[PostgresField]]) -> SessionRow? {

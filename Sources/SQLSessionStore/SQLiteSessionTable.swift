@@ -103,7 +103,8 @@ final class SQLiteSessionTable: SessionTableConnection {
     /// as waited for; Flags bit 8 says which. A waiter that finds the row marked and the expiry
     /// fresh only reads.
     private func getExclusive(_ id: String) throws(SessionStoreError) -> SessionRow? {
-        for _ in 0..<2 {
+        var seenCookie: Int?
+        for _ in 0..<8 {
             let now = self.now
             let rows = try write { () throws(SessionStoreError) -> [[SQLiteConnection.Value]] in
                 try connection.execute("""
@@ -127,15 +128,20 @@ final class SQLiteSessionTable: SessionTableConnection {
                 }
                 return SessionRow(locked: false, lockAge: .zero, lockCookie: row[1].int ?? 0, initialize: flags & 4 != 0, item: row[3].blob ?? [])
             }
-            let held = try connection.execute(
-                "SELECT LockDate, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2 AND Locked = 1", [.text(id), .real(now)])
-            if let row = held.first {
+            // Matched nothing: the session is gone, or held and already marked as waited for
+            // (then nothing is written), or it was released in between.
+            let state = try connection.execute(
+                "SELECT LockDate, LockCookie, Locked FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2", [.text(id), .real(now)])
+            guard let row = state.first else { return nil }
+            if row[2].int == 1 {
                 let age = max(0, now - (row[0].real ?? now))
                 return SessionRow(locked: true, lockAge: .milliseconds(Int(age * 1000)), lockCookie: row[1].int ?? 0, initialize: false, item: nil)
             }
-            // Gone, or released between the two statements: once more.
+            seenCookie = row[1].int
         }
-        return nil
+        // Released and taken again under our feet every time: report it held, so that the
+        // caller waits (briefly) and asks again. Never "not found" for a live session.
+        return seenCookie.map { SessionRow(locked: true, lockAge: .zero, lockCookie: $0, initialize: false, item: nil) }
     }
 
     private func getShared(_ id: String) throws(SessionStoreError) -> SessionRow? {

@@ -84,7 +84,8 @@ struct SQLServerModeTests {
         let pending = (0..<200).map { _ in T.background(port: fixture.port, "/sql/probe?incr=hits", cookie: cookie) }
         let replies = try pending.map { try $0.value() }
         #expect(replies.allSatisfy { $0.status == 200 }, "\(Set(replies.map(\.status)))")
-        #expect(try browser.probe("/sql/probe?get=hits").json["get"] as? Int == 200)
+        let hits = try browser.probe("/sql/probe?get=hits").json["get"] as? Int
+        #expect(hits == 200, "\(fixture.workerLog.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") }.suffix(5))")
 
         // Both workers stop; a new one (behind a new nginx) still has the session.
         let cookies = browser.cookies

@@ -78,27 +78,48 @@ final class Fixture {
 
     deinit { stop() }
 
+    /// Renders and starts nginx on a free port. A port found free may be taken by another
+    /// test's server before nginx binds it (nginx then retries and exits, and the other server
+    /// answers on the port): a request for a marker path must show in this nginx's own access
+    /// log, else it starts again on another port.
     private func startNginx(replacements: [(String, String)]) throws {
-        port = Sockets.freePort()
         var template = try String(contentsOf: Self.repository.appending(path: "nginx/local.conf.in"), encoding: .utf8)
         for (text, replacement) in replacements {
             guard template.contains(text) else { throw Sockets.Failure("nginx/local.conf.in has no '\(text)'") }
             template = template.replacing(text, with: replacement)
         }
-        let config = template
-            .replacing("@PORT@", with: String(port))
-            .replacing("@SOCKET@", with: socketPath)
-            .replacing("@PARAMS@", with: Self.repository.appending(path: "nginx/sessionhost_params").path)
-            .replacing("@USER@", with: geteuid() == 0 ? "user root;" : "")
-        let configPath = directory.appending(path: "nginx.conf").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.which("nginx"))
-        process.arguments = ["-p", directory.path, "-c", configPath, "-e", directory.appending(path: "logs/error.log").path]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        nginx = process
-        try waitUntil("nginx accepts on 127.0.0.1:\(port)") { (try? Sockets.connectTCP(port: port)).map { close($0); return true } ?? false }
+        for attempt in 1...5 {
+            port = Sockets.freePort()
+            let config = template
+                .replacing("@PORT@", with: String(port))
+                .replacing("@SOCKET@", with: socketPath)
+                .replacing("@PARAMS@", with: Self.repository.appending(path: "nginx/sessionhost_params").path)
+                .replacing("@USER@", with: geteuid() == 0 ? "user root;" : "")
+            let configPath = directory.appending(path: "nginx.conf").path
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.which("nginx"))
+            process.arguments = ["-p", directory.path, "-c", configPath, "-e", directory.appending(path: "logs/error.log").path]
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            nginx = process
+            try waitUntil("nginx accepts on 127.0.0.1:\(port)") { (try? Sockets.connectTCP(port: port)).map { close($0); return true } ?? false }
+            let marker = "/fixture-\(UUID().uuidString)"
+            _ = try? HTTPConnection(port: port).send("GET", marker, headers: [])
+            let accessLog = directory.appending(path: "logs/access.log").path
+            // nginx writes the line after it answered: give it a moment.
+            for _ in 0..<50 {
+                if (try? String(contentsOfFile: accessLog, encoding: .utf8))?.contains(marker) == true { return }
+                usleep(20_000)
+            }
+            // Another server answered: this nginx could not bind the port.
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+            nginx = nil
+            if attempt == 5 { throw Sockets.Failure("nginx could not get a free port in 5 attempts") }
+        }
     }
 
     /// Apache httpd with the modules the shipped example needs, the example's virtual host
