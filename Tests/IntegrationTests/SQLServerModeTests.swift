@@ -59,38 +59,13 @@ struct SQLServerModeTests {
         let database = try SessionDatabase(kind)
         defer { database.stop() }
         let tree = try Self.tree(database.connectionString)
-        let second = try ProbeWorker(configDirectory: tree.configDirectory)
-        defer { second.stop() }
-        let fixture = try Fixture(
-            worker: "session-probe", workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"],
-            nginxReplacements: [("        server unix:@SOCKET@;", "        server unix:@SOCKET@;\n        server unix:\(second.socketPath);")])
-        defer { fixture.finish() }
-
-        let browser = Browser(fixture)
-        let first = try browser.probe("/sql/probe?set=n&v=7&type=int")
-        #expect(first.aspNet?.mode == "SQLServer")
-        var workers = Set<Int>()
-        for round in 0..<6 {
-            let answer = try browser.probe("/sql/probe?get=n&set=round&v=\(round)")
-            workers.insert(answer.worker)
-            #expect(answer.json["get"] as? Int == 7)
-            #expect(answer.aspNetBefore?.keys["round"] == (round == 0 ? nil : "\(round - 1)"))
-        }
-        #expect(workers.count == 2, "answered by \(workers)")
-        #expect(try Browser(fixture).probe("/probe?set=a&v=1").aspNet?.mode == "InProc")
-
-        // 200 increments at once through both workers: the lock serialises them, none is lost.
-        let cookie = browser.cookieHeader
-        let pending = (0..<200).map { _ in T.background(port: fixture.port, "/sql/probe?incr=hits", cookie: cookie) }
-        let replies = try pending.map { try $0.value() }
-        #expect(replies.allSatisfy { $0.status == 200 }, "\(Set(replies.map(\.status)))")
-        let hits = try browser.probe("/sql/probe?get=hits").json["get"] as? Int
-        #expect(hits == 200, "\(fixture.workerLog.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") }.suffix(5))")
+        let workers = try TwoProbeWorkers(tree)
+        defer { workers.stop() }
+        let browser = try workers.checkSharedSessions("/sql", mode: "SQLServer")
 
         // Both workers stop; a new one (behind a new nginx) still has the session.
         let cookies = browser.cookies
-        fixture.finish()
-        second.stop()
+        workers.stop()
         let restarted = try Fixture.sessions(tree)
         defer { restarted.finish() }
         let back = Browser(restarted, cookies: cookies)

@@ -23,35 +23,9 @@ struct StateServerModeTests {
         let state = try StateServerProcess()
         defer { state.stop() }
         let tree = try Self.tree(statePort: state.port)
-        let second = try ProbeWorker(configDirectory: tree.configDirectory)
-        defer { second.stop() }
-        let fixture = try Fixture(
-            worker: "session-probe", workerArguments: ["--config-dir", tree.configDirectory, "--threads", "32"],
-            nginxReplacements: [("        server unix:@SOCKET@;", "        server unix:@SOCKET@;\n        server unix:\(second.socketPath);")])
-        defer { fixture.finish() }
-
-        let browser = Browser(fixture)
-        let first = try browser.probe("/ss/probe?set=n&v=7&type=int")
-        #expect(first.aspNet?.mode == "StateServer")
-        // Read and changed on both workers (nginx alternates between them).
-        var workers = Set<Int>()
-        for round in 0..<6 {
-            let answer = try browser.probe("/ss/probe?get=n&set=round&v=\(round)")
-            workers.insert(answer.worker)
-            #expect(answer.json["get"] as? Int == 7)
-            #expect(answer.aspNetBefore?.keys["round"] == (round == 0 ? nil : "\(round - 1)"))
-        }
-        #expect(workers.count == 2, "answered by \(workers)")
-        // Another application of the same workers stays in process.
-        #expect(try Browser(fixture).probe("/probe?set=a&v=1").aspNet?.mode == "InProc")
-
-        // 200 increments at once through both workers: the lock serialises them, none is lost.
-        let cookie = browser.cookieHeader
-        let pending = (0..<200).map { _ in T.background(port: fixture.port, "/ss/probe?incr=hits", cookie: cookie) }
-        let replies = try pending.map { try $0.value() }
-        #expect(replies.allSatisfy { $0.status == 200 }, "\(Set(replies.map(\.status)))")
-        let final = try browser.probe("/ss/probe?get=hits")
-        #expect(final.json["get"] as? Int == 200)
+        let workers = try TwoProbeWorkers(tree)
+        defer { workers.stop() }
+        try workers.checkSharedSessions("/ss", mode: "StateServer")
         #expect(state.process.isRunning)
     }
 
