@@ -14,6 +14,7 @@ final class OutOfProcessStores: Sendable {
     private let resolvers: [SessionPartitionResolver]
     private let queueLimit: Int
     private let onEnd: (@Sendable (EndedSession) -> Void)?
+    private let hasStartHandler: Bool
     private let logger: Logger
     private let stores = Locked<[SessionStoreSettings: Entry]>([:])
     /// How long an unused store is kept.
@@ -25,9 +26,14 @@ final class OutOfProcessStores: Sendable {
     }
 
     /// `onEnd`: the app's ASP.NET Session_End, for stores that raise it (the SQL store with
-    /// Session_End on).
-    init(factories: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], queueLimit: Int, onEnd: (@Sendable (EndedSession) -> Void)? = nil, logger: Logger) {
+    /// Session_End on). `hasStartHandler`: the app has a Session_Start, so new sessions are kept
+    /// (as with InProc).
+    init(
+        factories: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], queueLimit: Int, hasStartHandler: Bool = false,
+        onEnd: (@Sendable (EndedSession) -> Void)? = nil, logger: Logger
+    ) {
         self.onEnd = onEnd
+        self.hasStartHandler = hasStartHandler
         self.factories = factories
         self.resolvers = resolvers
         self.queueLimit = queueLimit
@@ -57,7 +63,7 @@ final class OutOfProcessStores: Sendable {
         } else {
             throw SessionStoreError(.configuration, "The partition resolver type '\(settings.partitionResolverType)' is not registered with this app (SessionOptions.partitionResolvers).")
         }
-        let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: false, onEnd: onEnd, logger: logger)
+        let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: hasStartHandler, onEnd: onEnd, logger: logger)
         let kept = stores.withLock { stores -> SessionDomain in
             // Another thread may have made one meanwhile: keep the first.
             if let existing = stores[settings] { return existing.domain }

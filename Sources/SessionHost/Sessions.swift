@@ -70,7 +70,8 @@ package final class SessionManager: Sendable {
         self.options = options
         self.logger = logger
         outOfProcess = OutOfProcessStores(
-            factories: options.stores, resolvers: options.partitionResolvers, queueLimit: options.queueLimitPerSession, onEnd: options.onASPNETSessionEnd, logger: logger)
+            factories: options.stores, resolvers: options.partitionResolvers, queueLimit: options.queueLimitPerSession,
+            hasStartHandler: options.onASPNETSessionStart != nil, onEnd: options.onASPNETSessionEnd, logger: logger)
         aspNetStore = InProcSessionStore(clock: options.clock)
         aspStore = InProcSessionStore(clock: options.clock)
         aspNet = SessionDomain(
