@@ -108,7 +108,8 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         self.configuration = configuration
         self.logger = logger
         health = StoreHealth(outageMessage: "Unable to connect to SQL Server session database.", recoveryMessage: "the session database answers again")
-        let timeout = configuration.commandTimeout
+        // Never unbounded: a request must not wait for a database without end (README).
+        let timeout = configuration.commandTimeout > .zero ? configuration.commandTimeout : .seconds(30)
         switch configuration.database {
         case .postgres(let target):
             pool = SessionTablePool(maxOpen: target.maxPoolSize, waitLimit: timeout) { () throws(SessionStoreError) -> any SessionTableConnection in
