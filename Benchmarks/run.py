@@ -596,8 +596,9 @@ def main():
                                 "--log-level", "warning", "--config-dir", f"{work}/sql-config"]
                   + ["--active-threads", str(SQL_ACTIVE_THREADS)])
         if {"sessions", "stateserver", "sql"} & set(PARTS):
-            for folder in ("php", "php-redis", "php-redis-unix"):
-                with open(f"{work}/www/{folder}/counter.php", "w") as script:
+            # The sql part has counters of its own (its own sessions, its own request counts).
+            for folder, name in (("php", "counter"), ("php-redis", "counter"), ("php-redis-unix", "counter"), ("php", "counter-sql"), ("php-redis", "counter-sql")):
+                with open(f"{work}/www/{folder}/{name}.php", "w") as script:
                     script.write(PHP_COUNTER)
             with open(f"{work}/www/php/opcache.php", "w") as script:
                 script.write(PHP_OPCACHE)
@@ -674,8 +675,8 @@ def main():
         if "sql" in PARTS:
             progress(f"creating {SESSIONS:,} sessions each: Swift InProc, PostgreSQL, SQLite; php-fpm files, redis")
             sql_paths = {"sql-inproc": "/swift-sql/counter", "sql-pg": "/swift-sql/pg/counter", "sql-pg-tcp": "/swift-sql/pgtcp/counter",
-                         "sql-lite": "/swift-sql/lite/counter", "sql-php-files": "/php/counter.php",
-                         "sql-php-redis": "/php-redis-unix/counter.php", "sql-php-redis-tcp": "/php-redis/counter.php"}
+                         "sql-lite": "/swift-sql/lite/counter", "sql-php-files": "/php/counter-sql.php",
+                         "sql-php-redis": "/php-redis-unix/counter.php", "sql-php-redis-tcp": "/php-redis/counter-sql.php"}
             sql_cookie = {key: PHP_COOKIE if key.startswith("sql-php") else ASP_COOKIE for key in sql_paths}
             sql_ids = {key: create_sessions(port, path, sql_cookie[key], SESSIONS) for key, path in sql_paths.items()}
             sql_lua = {key: rotation_script(f"{work}/{key}.lua", sql_cookie[key], ids) for key, ids in sql_ids.items()}
