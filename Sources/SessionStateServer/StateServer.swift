@@ -121,11 +121,14 @@ package final class StateServer: Service, Sendable {
     private func drainConnections() async {
         let open = connections.withLock { Array($0.values) }
         for channel in open {
-            channel.eventLoop.execute {
+            channel.eventLoop.execute { [logger] in
                 // No handler (the connection is being set up or torn down): just close it.
-                guard let context = try? channel.pipeline.syncOperations.context(name: "state"),
-                      let handler = context.handler as? StateConnectionHandler
-                else { return channel.close(promise: nil) }
+                let context: ChannelHandlerContext
+                do { context = try channel.pipeline.syncOperations.context(name: "state") } catch {
+                    logger.debug("closing a connection without its handler at shutdown", metadata: ["error": "\(error)"])
+                    return channel.close(promise: nil)
+                }
+                guard let handler = context.handler as? StateConnectionHandler else { return channel.close(promise: nil) }
                 handler.drain(context: context)
             }
         }

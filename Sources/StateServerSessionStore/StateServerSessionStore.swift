@@ -19,7 +19,7 @@ public struct StateServerAddress: Sendable, Hashable, CustomStringConvertible {
     /// ASP.NET's rules: `tcpip=` exactly (case-sensitive), then `host:port` with one `:`, or
     /// `[IPv6]:port`; an ASCII host; a port of 0–65535. The message is ASP.NET's.
     public init(connectionString: String) throws(SessionStoreError) {
-        let invalid = SessionStoreError(.configuration, "The <sessionState> stateConnectionString is invalid. It must have the format tcpip=<server>:<port>, where <server> is the name or IP address of the state server and <port> is its port, e.g. tcpip=127.0.0.1:42424.")
+        let invalid = SessionStoreError(.configuration, "The <sessionState> stateConnectionString is invalid. It must have the format tcpip=<server>:<port>, where <server> is a valid IPv4 address, a machine name using only ASCII characters, or a valid IPv6 address enclosed within square brackets, and <port> is an unsigned integer ranging from 0 to 65535 (e.g., tcpip=127.0.0.1:42424, tcpip=localhost:42424, or tcpip=[::1]:42424).")
         guard connectionString.hasPrefix("tcpip=") else { throw invalid }
         let rest = connectionString.dropFirst("tcpip=".count)
         let hostPart: Substring
@@ -28,6 +28,7 @@ public struct StateServerAddress: Sendable, Hashable, CustomStringConvertible {
             guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else { throw invalid }
             hostPart = rest[rest.index(after: rest.startIndex)..<close]
             portPart = rest[rest.index(close, offsetBy: 2)...]
+            guard hostPart.contains(":") else { throw invalid }
         } else {
             let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2 else { throw invalid }

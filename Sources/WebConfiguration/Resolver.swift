@@ -286,11 +286,9 @@ struct Resolver {
                 report("The custom session state store provider '\(settings.customProvider)' is not found.", "customProvider")
             }
         }
-        if mode == .stateServer, settings.partitionResolverType.isEmpty, StateServerAddress(settings.stateConnectionString) == nil {
-            report(StateServerAddress.invalidMessage, "stateConnectionString")
-        }
-        // sqlConnectionString is checked by the SQLServer store an app links (its syntaxes
-        // are the store's: libpq, sqlite:PATH and ADO.NET keywords); see the README.
+        // stateConnectionString and sqlConnectionString are checked by the store an app links
+        // (the syntaxes are the stores': tcpip=host:port; libpq, sqlite:PATH and ADO.NET
+        // keywords), with file and line, by the host's storage validation; see the README.
     }
 }
 

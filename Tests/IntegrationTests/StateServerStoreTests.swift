@@ -29,7 +29,7 @@ struct StateServerStoreTests {
         #expect(try StateServerAddress(connectionString: "tcpip=loopback:42424") == StateServerAddress(host: "127.0.0.1", port: 42424))
         #expect(try StateServerAddress(connectionString: "tcpip=[::1]:9000") == StateServerAddress(host: "::1", port: 9000))
         #expect(try StateServerAddress(connectionString: "tcpip=state.example:1") == StateServerAddress(host: "state.example", port: 1))
-        for bad in ["TCPIP=127.0.0.1:42424", "tcpip=127.0.0.1", "tcpip=127.0.0.1:70000", "tcpip=::1:42424", "tcpip=:42424", "127.0.0.1:42424", "tcpip=hôst:1", "tcpip=[::1]42424"] {
+        for bad in ["TCPIP=127.0.0.1:42424", "tcpip=127.0.0.1", "tcpip=127.0.0.1:70000", "tcpip=::1:42424", "tcpip=:42424", "127.0.0.1:42424", "tcpip=hôst:1", "tcpip=[::1]42424", "tcpip=[localhost]:1"] {
             let error = #expect(throws: SessionStoreError.self, "\(bad)") { try StateServerAddress(connectionString: bad) }
             #expect(error?.kind == .configuration)
             #expect(error?.message.hasPrefix("The <sessionState> stateConnectionString is invalid.") == true)
