@@ -256,6 +256,53 @@ struct SQLStoreTests {
         }
     }
 
+    /// A database that does not answer in time: a statement waiting on a row another client
+    /// keeps locked ends at sqlCommandTimeout as `timeout` (503 in the host), and the store
+    /// works again once the row is free.
+    @Test func aSlowDatabaseTimesOut() throws {
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let database = try Self.postgres(server)
+        _ = try SQLSchemaInstaller.install(database)
+        let store = Self.store(database, timeout: .seconds(1))
+        defer { store.close() }
+        let key = SessionKey(application: "/LM/W3SVC/1/ROOT", id: ASPNETSessionID.generate())
+        try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
+        guard case .postgres(let target) = database else { return }
+        let blocker = try PostgresConnection(target: target, statementTimeout: .seconds(30))
+        try blocker.run("BEGIN; SELECT * FROM ASPStateTempSessions FOR UPDATE")
+        let slow = #expect(throws: SessionStoreError.self) { _ = try store.getItemExclusive(key) }
+        #expect(slow?.kind == .timeout)
+        try blocker.run("COMMIT")
+        guard case .found(_, let lock?, _) = try store.getItemExclusive(key) else {
+            Issue.record("the session is not readable after the row was freed")
+            return
+        }
+        try store.releaseItemExclusive(key, lockID: lock)
+    }
+
+    /// An item that is not ASP.NET's serialized form: the read fails as `corrupt` (500 in the
+    /// host), the row stays as it is, and the lock the read took is given back.
+    @Test func anUnreadableItemIsReportedAndItsLockGivenBack() throws {
+        let (database, folder) = Self.sqlite()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        _ = try SQLSchemaInstaller.install(database)
+        let store = Self.store(database)
+        defer { store.close() }
+        let key = SessionKey(application: "/LM/W3SVC/1/ROOT", id: ASPNETSessionID.generate())
+        try store.setAndReleaseItemExclusive(key, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
+        guard case .sqlite(let path, _) = database else { return }
+        let connection = try SQLiteConnection(path: path, busyTimeout: .seconds(5))
+        try connection.execute("UPDATE ASPStateTempSessions SET SessionItemLong = X'0102'")
+        for _ in 0..<2 {
+            let unreadable = #expect(throws: SessionStoreError.self) { _ = try store.getItemExclusive(key) }
+            #expect(unreadable?.kind == .corrupt)
+        }
+        let rows = try connection.execute("SELECT Locked, SessionItemLong FROM ASPStateTempSessions")
+        #expect(rows.first?[0].int == 0)
+        #expect(rows.first?[1].blob == [1, 2])
+    }
+
     func isNotFound(_ lookup: StoreLookup) -> Bool {
         if case .notFound = lookup { return true }
         return false
