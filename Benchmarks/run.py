@@ -458,15 +458,16 @@ def start_postgres(work, start):
 
 
 def pg_counts(port, user):
-    """Statements executed (each a round trip of the store) and commits so far in ASPState.
-    Commits reach the shared counters when a backend goes idle (at most 10 s later)."""
+    """Statements executed (each a round trip of the store) and commits so far in ASPState, and
+    WAL flushes (fsyncs) of the whole server. Commits reach the shared counters when a backend
+    goes idle (at most 10 s later)."""
     out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "ASPState", "-Atc",
                           "SELECT (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = "
                           "(SELECT oid FROM pg_database WHERE datname = 'ASPState') AND query NOT LIKE '%pg_stat%'), "
-                          "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'ASPState')"],
+                          "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'ASPState'), (SELECT wal_sync FROM pg_stat_wal)"],
                          capture_output=True, text=True, check=True).stdout.strip()
-    calls, commits = out.split("|")
-    return int(calls), int(commits)
+    calls, commits, flushes = out.split("|")
+    return int(calls), int(commits), int(flushes)
 
 
 def find_php_fpm():
@@ -709,7 +710,7 @@ def main():
             time.sleep(11)
             pg_after = pg_counts(pg_port, pg_user)
             pg_requests = sum(r[3] for key in ("sql-pg", "sql-pg-tcp") for r in results.get(key, []))
-            pg_trips = ((pg_after[0] - pg_before[0]) / max(1, pg_requests), (pg_after[1] - pg_before[1]) / max(1, pg_requests))
+            pg_trips = [(after - before) / max(1, pg_requests) for before, after in zip(pg_before, pg_after)]
             progress("reading back every SQL-part counter")
             for key, path in sql_paths.items():
                 if key in results:
@@ -872,7 +873,7 @@ def main():
             if swift_key in results and php_key in results:
                 print(f"| {label} | {median(swift_key, 2) / median(php_key, 2):.2f} | | |")
         print(f"\nPostgreSQL per counter request (measured rounds, pg_stat_statements): {pg_trips[0]:.2f} round trips "
-              f"(statements), {pg_trips[1]:.2f} commits")
+              f"(statements), {pg_trips[1]:.2f} commits, {pg_trips[2]:.2f} WAL flushes (fsync; group commit shares one between commits)")
     if memory:
         added = memory["filled"] - memory["cold"]
         added_warm = memory["filled"] - memory["warm"]
