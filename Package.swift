@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SessionStateSerialization", targets: ["SessionStateSerialization"]),
         .library(name: "StateServerSessionStore", targets: ["StateServerSessionStore"]),
         .library(name: "SQLSessionStore", targets: ["SQLSessionStore"]),
+        .library(name: "RedisSessionStore", targets: ["RedisSessionStore"]),
         .library(name: "SessionStateTesting", targets: ["SessionStateTesting"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
@@ -43,6 +44,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses; the headers
+        // are in /usr/include/hiredis.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // A pthread-mutex lock the thread sanitizer can see, shared by the modules below. Knows
         // nothing of anything else.
@@ -138,6 +142,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // mode="Custom" with Redis (hiredis): the layout and format of Microsoft's
+        // RedisSessionStateProvider v5, one Lua script per operation, pub/sub wake-ups. Depends on
+        // the store seam, the serialized form and the C client only (swift-crypto for the
+        // scripts' SHA-1); knows nothing of configuration files, FastCGI or HTTP.
+        .target(
+            name: "RedisSessionStore",
+            dependencies: [
+                "SessionState",
+                "SessionStateSerialization",
+                "Locking",
+                "CHiredis",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SessionStateServerCommand",
             dependencies: [
@@ -183,6 +203,7 @@ let package = Package(
                 "SessionState",
                 "StateServerSessionStore",
                 "SQLSessionStore",
+                "RedisSessionStore",
                 "WebConfiguration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -197,13 +218,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "SessionProbe",
-            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "StateServerSessionStore", "SQLSessionStore"],
+            dependencies: ["SessionHostCLI", "SessionHost", "SessionState", "StateServerSessionStore", "SQLSessionStore", "RedisSessionStore"],
             path: "examples/SessionProbe",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "BenchHello",
-            dependencies: ["SessionHostCLI", "SessionHost", "StateServerSessionStore", "SQLSessionStore"],
+            dependencies: ["SessionHostCLI", "SessionHost", "StateServerSessionStore", "SQLSessionStore", "RedisSessionStore"],
             path: "Benchmarks/BenchHello",
             swiftSettings: strict
         ),
@@ -244,7 +265,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TestWorker", "SessionProbe", "SessionStateServerCommand", "session-host", "FastCGI", "Locking",
-                "StateServerSessionStore", "SQLSessionStore", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
+                "StateServerSessionStore", "SQLSessionStore", "RedisSessionStore", "SessionStateSerialization", "SessionStateTesting", "SessionState", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

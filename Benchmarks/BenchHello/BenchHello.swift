@@ -1,5 +1,6 @@
 import SessionHost
 import SessionHostCLI
+import RedisSessionStore
 import SQLSessionStore
 import StateServerSessionStore
 
@@ -26,7 +27,7 @@ struct BenchHello {
             return .text("ok")
         }
         await SessionHostMain.run(
-            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory]),
+            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory, RedisSessionStateStore.factory]),
             abstract: "The benchmark's worker: hello, a session counter, session fill.")
     }
 }

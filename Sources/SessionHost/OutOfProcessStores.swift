@@ -1,3 +1,4 @@
+import Foundation
 import Locking
 import Logging
 import SessionState
@@ -136,7 +137,14 @@ final class OutOfProcessStores: Sendable {
             if let provider = section.providers.first(where: { $0.name.lowercased() == section.customProvider.lowercased() }) {
                 settings.providerType = provider.type
                 settings.parameters = provider.parameters.merging(["name": provider.name]) { current, _ in current }
+                // A connectionString that names a <connectionStrings> entry means its value
+                // (as Microsoft's Redis provider reads it).
+                if let named = settings.parameters["connectionString"],
+                   let entry = configuration.connectionStrings.first(where: { $0.name.caseInsensitiveCompare(named) == .orderedSame }) {
+                    settings.parameters["connectionString"] = entry.connectionString
+                }
             }
+            settings.executionTimeout = configuration.executionTimeout
         case .off, .inProc:
             break
         }
@@ -181,6 +189,15 @@ final class OutOfProcessStores: Sendable {
             // checked when it is first used.
             return factory.validate(settings).filter { $0.attribute != "stateConnectionString" && $0.attribute != "sqlConnectionString" }
                 .map { located($0.attribute, $0.message) }
+        }
+        if section.mode == .custom {
+            // A provider's attributes are reported at its <add> entry.
+            let name = settings.parameters["name"] ?? section.customProvider
+            let entry = configuration.sources["system.web/sessionState/providers/\(name)"]
+                ?? configuration.sources.first { $0.key.lowercased() == "system.web/sessionstate/providers/\(name.lowercased())" }?.value
+            return factory.validate(settings).map { error in
+                entry.map { ConfigurationError(error.message, at: $0, attribute: error.attribute) } ?? located("customProvider", error.message)
+            }
         }
         return factory.validate(settings).map { located($0.attribute, $0.message) }
     }

@@ -93,8 +93,10 @@ package final class SessionManager: Sendable {
 
     /// The check of an application's storage settings, for the configuration store (every
     /// web.config at startup, `config check`, the 500.19 page).
-    package static func storageValidator(stores: [SessionStoreFactory]) -> @Sendable (EffectiveConfiguration) -> [ConfigurationError] {
-        let registry = OutOfProcessStores(factories: stores, queueLimit: 1, logger: Logger(label: "sessionhost.validation"))
+    package static func storageValidator(
+        stores: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = []
+    ) -> @Sendable (EffectiveConfiguration) -> [ConfigurationError] {
+        let registry = OutOfProcessStores(factories: stores, resolvers: resolvers, queueLimit: 1, logger: Logger(label: "sessionhost.validation"))
         return { registry.validate($0) + cookieSettingsErrors($0) }
     }
 
@@ -108,6 +110,18 @@ package final class SessionManager: Sendable {
         var exclusive: Bool
         /// The cookie announcing a new ID; sent only if the session is kept.
         var cookie: Cookie?
+        /// The store failed and fails open: this session is never written back.
+        var detached = false
+
+        init(domain: SessionDomain, key: SessionKey, contents: SessionContents, lockID: LockID?, storeHadItem: Bool, exclusive: Bool, detached: Bool = false) {
+            self.domain = domain
+            self.key = key
+            self.contents = contents
+            self.lockID = lockID
+            self.storeHadItem = storeHadItem
+            self.exclusive = exclusive
+            self.detached = detached
+        }
     }
 
     struct Ticket {
@@ -201,14 +215,21 @@ package final class SessionManager: Sendable {
         let exclusive = access == .readWrite
 
         var held: Held
-        if let id, let acquired = try domain.acquire(SessionKey(application: application, id: id), exclusive: exclusive, executionTimeout: configuration.executionTimeout) {
-            held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: !exclusive, rule: rule),
-                        lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive)
+        let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+        if let id, let acquired = try acquire(SessionKey(application: application, id: id), domain: domain, exclusive: exclusive, configuration) {
+            if let acquired {
+                held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: !exclusive, rule: rule),
+                            lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive)
+            } else {
+                // The store is down and fails open: an empty session under the same ID, never
+                // written back over the stored one.
+                held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
+                            lockID: nil, storeHadItem: true, exclusive: exclusive, detached: true)
+            }
         } else {
             switch try newSession(request, configuration, domain: domain, transport: transport, incoming: id) {
             case .redirect(let response): return .respond(response)
             case .created(let sessionID):
-                let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
                 held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
                             lockID: nil, storeHadItem: false, exclusive: exclusive)
                 if !transport.usesURL, sessionID != id {
@@ -226,6 +247,23 @@ package final class SessionManager: Sendable {
         request.session = session
         request.sessionUnavailable = nil
         return .hold(held)
+    }
+
+    /// Acquires `key`: `.some(nil)` when the store is down or slow and fails open
+    /// (`throwOnError="false"`), with a warning; nil when the store has no such session.
+    private func acquire(
+        _ key: SessionKey, domain: SessionDomain, exclusive: Bool, _ configuration: EffectiveConfiguration
+    ) throws(SessionDomain.AcquireError) -> SessionDomain.Acquired?? {
+        do throws(SessionDomain.AcquireError) {
+            guard let acquired = try domain.acquire(key, exclusive: exclusive, executionTimeout: configuration.executionTimeout) else { return nil }
+            return .some(acquired)
+        } catch {
+            guard case .store(let failure) = error, failure.isTransient, domain.store.failsOpen else { throw error }
+            logger.warning("\(domain.name) session store unavailable; this request gets an empty session that will not be saved (throwOnError=\"false\")", metadata: [
+                "session": "\(key)", "error": "\(failure.message)",
+            ])
+            return .some(nil)
+        }
     }
 
     /// The access the request gets to the ASP.NET session: what the handler asked for, limited by
@@ -408,13 +446,26 @@ package final class SessionManager: Sendable {
         var failure: SessionStoreError?
         // Released in the reverse order of acquisition.
         for held in [ticket.asp, ticket.aspNet].compactMap({ $0 }) {
+            if held.detached {
+                if held.domain.discardDetached(held.contents) {
+                    logger.warning("\(held.domain.name) session changes were not saved: the store was unavailable (throwOnError=\"false\")", metadata: [
+                        "request": "\(requestID)", "session": "\(held.key)",
+                    ])
+                }
+                continue
+            }
             do {
                 let outcome = try held.domain.release(
                     held.key, contents: held.contents, lockID: held.lockID, storeHadItem: held.storeHadItem, exclusive: held.exclusive, failed: failed)
                 if outcome == .saved, let cookie = held.cookie { response?.setCookie(cookie) }
             } catch {
-                failure = error
                 let metadata: Logger.Metadata = ["request": "\(requestID)", "session": "\(held.key)", "error": "\(error)"]
+                if error.isTransient, held.domain.store.failsOpen {
+                    // throwOnError="false": the answer stands; what the session held is lost.
+                    logger.warning("\(held.domain.name) session could not be saved: the store is unavailable (throwOnError=\"false\")", metadata: metadata)
+                    continue
+                }
+                failure = error
                 if error.kind == .lockLost {
                     logger.warning("\(held.domain.name) session changes were not saved: the lock was broken and taken by another request", metadata: metadata)
                 } else {

@@ -25,6 +25,8 @@ public enum SessionHostMain {
             let command = try AppCommand.parseAsRoot()
             if let serve = command as? ServeCommand {
                 try await serve.serve(routes: routes, sessions: sessions)
+            } else if let check = command as? CheckConfigCommand {
+                try check.check(sessions: sessions)
             } else {
                 var command = command
                 try command.run()
@@ -43,7 +45,7 @@ struct AppCommand: ParsableCommand {
             commandName: URL(fileURLWithPath: CommandLine.arguments.first ?? "app").lastPathComponent,
             abstract: abstractText,
             version: SessionHostVersion.current,
-            subcommands: [ServeCommand.self]
+            subcommands: [ServeCommand.self, CheckConfigCommand.self]
         )
     }
 }
@@ -223,5 +225,31 @@ struct ServeCommand: ParsableCommand {
             )
         )
         try await group.run()
+    }
+}
+
+/// `check-config`: `session-host config check` with the app's own stores, so that the provider
+/// types it registers (and their attributes) are checked too, without starting the worker.
+struct CheckConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate every configuration file of every site, with this app's session stores.",
+        discussion: "Prints each error as file:line: message and exits 1 if there is any."
+    )
+
+    @Option(name: .customLong("config-dir"), help: ArgumentHelp("Folder of machine.config, web.config and applicationHost.config.", valueName: "dir"))
+    var configDir: String = "conf.d"
+
+    func check(sessions: SessionOptions) throws {
+        let store = ConfigurationStore(
+            directory: configDir, logger: Logger(label: "config") { _ in SwiftLogNoOpLogHandler() },
+            validate: SessionManager.storageValidator(stores: sessions.stores, resolvers: sessions.partitionResolvers))
+        let errors = store.check()
+        guard !errors.isEmpty else {
+            print("OK: the configuration in \(configDir) and every site's web.config files are valid.")
+            return
+        }
+        for error in errors { print(error.description) }
+        throw ExitCode.failure
     }
 }

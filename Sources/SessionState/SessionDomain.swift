@@ -149,6 +149,14 @@ package final class SessionDomain: Sendable {
         return .unchanged
     }
 
+    /// Ends a session that the store could not give this request (a store that fails open, see
+    /// `SessionStateStore.failsOpen`) without writing anything. True when the handler changed it:
+    /// those changes are lost, and the caller says so.
+    package func discardDetached(_ contents: SessionContents) -> Bool {
+        let state = contents.finish()
+        return state.items.isDirty || state.timeoutChanged || state.abandoned
+    }
+
     /// A new session's contents (`CreateNewStoreData`).
     package func newContents(timeout: Int, readOnly: Bool, rule: (ClosedRange<Int>, @Sendable (Int) -> String)) -> SessionContents {
         SessionContents(data: store.createNewStoreData(timeout: timeout), isNew: true, isReadOnly: readOnly, timeoutRange: rule.0, timeoutMessage: rule.1)

@@ -134,9 +134,15 @@ public protocol SessionStateStore: Sendable {
     /// Blocks until the lock `lockID` on `key` may have been released or `deadline` passes.
     /// Out-of-process stores poll (the default); an in-process store wakes at the release.
     func waitForRelease(_ key: SessionKey, lockID: LockID, deadline: ContinuousClock.Instant)
+    /// Whether a request whose session cannot be read because the store is down or slow runs
+    /// anyway, with an empty session that is never written back (Microsoft's Redis provider's
+    /// `throwOnError="false"`); false (the default): it gets 503 with `Retry-After`.
+    var failsOpen: Bool { get }
 }
 
 extension SessionStateStore {
+    public var failsOpen: Bool { false }
+
     public func createNewStoreData(timeout: Int) -> SessionStateStoreData {
         SessionStateStoreData(timeout: timeout)
     }

@@ -23,12 +23,16 @@ public struct SessionStoreSettings: Sendable, Hashable {
     public var parameters: [String: String]
     /// `partitionResolverType`; empty when none.
     public var partitionResolverType: String
+    /// `<httpRuntime executionTimeout>` (Custom mode): how long a request may hold a session's
+    /// lock, for stores that expire locks themselves (the Redis store's lock key).
+    public var executionTimeout: Duration
 
     public init(
         mode: ASPNETSessionMode, connectionString: String = "", timeout: Duration = .seconds(10), retryInterval: Duration = .zero,
         allowCustomDatabase: Bool = false, compressionEnabled: Bool = false, providerType: String = "", parameters: [String: String] = [:],
-        partitionResolverType: String = ""
+        partitionResolverType: String = "", executionTimeout: Duration = .seconds(110)
     ) {
+        self.executionTimeout = executionTimeout
         self.mode = mode
         self.connectionString = connectionString
         self.timeout = timeout

@@ -76,9 +76,40 @@ public enum ASPNETSessionStateFormat {
         return RawDeflate.compress(writer.bytes) + [0xFF]
     }
 
+    /// The items alone, as `SessionStateItemCollection.Serialize` writes them (no timeout, flags
+    /// or trailer): the form Microsoft's Redis provider (v5) keeps under a session's
+    /// `_SessionStateItemCollection` key. An empty collection is its count alone. `compressed`:
+    /// raw Deflate (SessionHost's option; Microsoft's provider does not compress).
+    public static func encodeItems(_ items: SessionItems, compressed: Bool = false) throws(Failure) -> [UInt8] {
+        var writer = DotNetWriter()
+        try encodeItems(items, into: &writer)
+        return compressed ? RawDeflate.compress(writer.bytes) : writer.bytes
+    }
+
+    /// Items written by `SessionStateItemCollection.Serialize` (see `encodeItems(_:)`); every
+    /// byte must belong to them.
+    public static func decodeItems(_ bytes: [UInt8], compressed: Bool = false, decompressedLimit: Int = defaultDecompressedLimit) throws(Failure) -> SessionItems {
+        var plain = bytes
+        if compressed { plain = try inflate(bytes, limit: decompressedLimit) }
+        var reader = DotNetReader(bytes: plain)
+        let items = try decodeItems(&reader)
+        guard reader.offset == plain.count else { throw .corrupt("\(plain.count - reader.offset) bytes after the items") }
+        return items
+    }
+
+    private static func inflate(_ bytes: [UInt8], limit: Int) throws(Failure) -> [UInt8] {
+        do { return try RawDeflate.decompress(bytes, limit: limit) } catch {
+            switch error {
+            case .corrupt(let detail): throw .corrupt(detail)
+            case .tooLarge(let limit): throw .corrupt("it inflates to more than \(limit) bytes")
+            }
+        }
+    }
+
     private static func encodeItems(_ items: SessionItems, into writer: inout DotNetWriter) throws(Failure) {
         let entries = items.entries
         writer.int32(Int32(entries.count))
+        guard !entries.isEmpty else { return }
         writer.int32(-1)  // no item with a null key
         for entry in entries { writer.string(entry.key) }
         var values = DotNetWriter()
@@ -156,14 +187,7 @@ public enum ASPNETSessionStateFormat {
     /// The session in `bytes`; `compressed` as the application's `compressionEnabled`.
     public static func decode(_ bytes: [UInt8], compressed: Bool, decompressedLimit: Int = defaultDecompressedLimit) throws(Failure) -> SessionStateStoreData {
         var plain = bytes
-        if compressed {
-            do { plain = try RawDeflate.decompress(bytes, limit: decompressedLimit) } catch {
-                switch error {
-                case .corrupt(let detail): throw .corrupt(detail)
-                case .tooLarge(let limit): throw .corrupt("it inflates to more than \(limit) bytes")
-                }
-            }
-        }
+        if compressed { plain = try inflate(bytes, limit: decompressedLimit) }
         var reader = DotNetReader(bytes: plain)
         let timeout = try reader.int32()
         let hasItems = try reader.boolean()

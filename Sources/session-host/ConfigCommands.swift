@@ -1,5 +1,6 @@
 import SessionHost
 import SessionState
+import RedisSessionStore
 import SQLSessionStore
 import StateServerSessionStore
 import ArgumentParser
@@ -7,9 +8,9 @@ import Foundation
 import Logging
 import WebConfiguration
 
-/// The stores SessionHost ships: `config check` accepts their modes. An app's own Custom stores
-/// are unknown to this tool (a Custom mode is reported as unavailable here).
-let builtInStores = [StateServerSessionStore.factory, SQLSessionStateStore.factory]
+/// The stores SessionHost ships: `config check` accepts their modes and provider types. An app's
+/// own Custom stores are unknown to this tool: the app's `check-config` checks them.
+let builtInStores = [StateServerSessionStore.factory, SQLSessionStateStore.factory, RedisSessionStateStore.factory]
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import Foundation
 import SessionHost
 import SessionHostCLI
 import SessionState
+import RedisSessionStore
 import SQLSessionStore
 import StateServerSessionStore
 
@@ -12,8 +13,8 @@ import StateServerSessionStore
 /// read-write), `D/probe-none` neither. Query operations, in this order: `timeout=N`,
 /// `asp-timeout=N`, `set=K&v=V[&type=string|int|bool|double]`, `asp-set=K&asp-v=V`, `get=K`,
 /// `incr=K` (adds 1 to an Int), `asp-get=K`, `sleep=MS`, `clear=1`, `abandon=1`, `asp-abandon=1`. The answer is JSON (see
-/// README, "The probe app"). It links the StateServer and SQLServer stores, so any mode but
-/// Custom can be probed.
+/// README, "The probe app"). It links the StateServer, SQLServer and Redis stores, and a small
+/// Custom store of its own (`SessionProbe.MemoryStore`), so any mode can be probed.
 @main
 struct SessionProbe {
     static func main() async {
@@ -22,7 +23,9 @@ struct SessionProbe {
         routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
         routes.named("probe-none", probe)
         await SessionHostMain.run(
-            routes: routes, sessions: SessionOptions(stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory], partitionResolvers: [partitionResolver]),
+            routes: routes, sessions: SessionOptions(
+                stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory, RedisSessionStateStore.factory, memoryStore],
+                partitionResolvers: [partitionResolver]),
             abstract: "The session probe: reports and drives both session domains of any folder.")
     }
 
@@ -123,6 +126,17 @@ struct SessionProbe {
     /// `partitionResolverType="SessionProbe.PartitionResolver"`: spreads sessions over the
     /// connection strings listed (comma-separated) in `PROBE_PARTITIONS`, by the first character
     /// of the session ID.
+    /// An app's own Custom store, as the README shows one: `<add name="…" type="SessionProbe.MemoryStore"
+    /// label="…"/>`; any other attribute is refused, as ASP.NET providers do.
+    static let memoryStore = SessionStoreFactory(
+        mode: .custom, providerTypes: ["SessionProbe.MemoryStore"],
+        validate: { settings in
+            settings.parameters.keys.filter { !["name", "description", "label"].contains($0) }.sorted().map {
+                SessionStoreSettingsError(attribute: $0, message: "Unrecognized attribute '\($0)'. Note that attribute names are case-sensitive.")
+            }
+        },
+        make: { _, _ in InProcSessionStore() })
+
     static let partitionResolver = SessionPartitionResolver(typeName: "SessionProbe.PartitionResolver") { id in
         let partitions = (ProcessInfo.processInfo.environment["PROBE_PARTITIONS"] ?? "").split(separator: ",").map(String.init)
         guard !partitions.isEmpty, let first = id.utf8.first else { return nil }

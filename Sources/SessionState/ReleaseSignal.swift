@@ -1,24 +1,25 @@
 import Glibc
 
 /// Wakes the requests of this process that wait for a session's lock when it is released: by
-/// this process (at once) or by another worker (PostgreSQL `NOTIFY`, through the listener).
+/// this process (at once) or by another worker (PostgreSQL `NOTIFY`, Redis pub/sub, through
+/// the store's listener). Shared by the out-of-process stores.
 /// Releases are kept with the lock cookie they released, so a waiter for holder N returns at
 /// once when N's release came between its read and its wait, and keeps waiting while only
 /// older holders' releases are seen. A pthread mutex and condition, which the thread sanitizer
 /// sees.
-final class ReleaseSignal: @unchecked Sendable {
+package final class ReleaseSignal: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     /// Each session's last release seen: the lock cookie released, and when (pruned to the last
     /// minute when the table grows).
     private var recent: [String: Release] = [:]
 
-    struct Release {
-        var cookie: Int
-        var at: ContinuousClock.Instant
+    package struct Release {
+        package var cookie: Int
+        package var at: ContinuousClock.Instant
     }
 
-    init() {
+    package init() {
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -35,7 +36,7 @@ final class ReleaseSignal: @unchecked Sendable {
     }
 
     /// `releases`: stored session ids and the lock cookies released.
-    func released(_ releases: [(id: String, cookie: Int)]) {
+    package func released(_ releases: [(id: String, cookie: Int)]) {
         guard !releases.isEmpty else { return }
         let now = ContinuousClock.now
         pthread_mutex_lock(mutex)
@@ -48,14 +49,14 @@ final class ReleaseSignal: @unchecked Sendable {
     }
 
     /// The last release of `id` seen, if any.
-    func lastRelease(of id: String) -> Release? {
+    package func lastRelease(of id: String) -> Release? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return recent[id]
     }
 
     /// Returns when the lock `holder` of `id` (or a later one) is released, or at `deadline`.
-    func wait(for id: String, holder: Int, until deadline: ContinuousClock.Instant) {
+    package func wait(for id: String, holder: Int, until deadline: ContinuousClock.Instant) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while ContinuousClock.now < deadline {
