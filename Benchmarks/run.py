@@ -13,8 +13,9 @@ Parts (ONLY=hello,sessions,memory by default; any comma-separated subset):
             mod_proxy_fcgi, enablereuse=on) at -c1 and -c16, in the same rounds.
   idle      the Swift host with 4 threads behind nginx with 32 kept upstream connections (more
             kept connections than threads) next to the same worker with 64 threads, at -c32.
-  stateserver  the session counter of one Swift worker on InProc and on StateServer (a
-            session-state-server on this machine), next to php-fpm 8.2 with redis sessions
+  stateserver  the session counter of one Swift worker on InProc, on StateServer (a
+            session-state-server on this machine) and on Custom mode with Redis (the same
+            redis-server as php-fpm's, Microsoft's provider's type), next to php-fpm 8.2 with redis sessions
             (phpredis, locking on, a redis-server without persistence), 10 000 sessions rotated
             each; then the state server's RSS with 100 000 sessions.
   sql       the session counter of one Swift worker on InProc, on SQLServer with PostgreSQL 15 (a
@@ -47,6 +48,7 @@ SQL_CELLS = [cell for cell in os.environ.get("SQL_CELLS", "").split(",") if cell
 # (one per core) each request hands its turn over to another thread when it blocks, which cost
 # this machine about a quarter of the PostgreSQL counter's rate.
 SQL_ACTIVE_THREADS = int(os.environ.get("SQL_ACTIVE_THREADS", "32"))
+SS_ACTIVE_THREADS = os.environ.get("SS_ACTIVE_THREADS")  # the stateserver part's worker (default: the worker's own)
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
 KEEPALIVE = 32  # nginx idle upstream connections (they hold no worker thread)
@@ -181,12 +183,20 @@ SS_APPLICATION_HOST = """<configuration>
     <site name="Bench" id="1">
       <application path="/"><virtualDirectory path="/" physicalPath="../ss-www" /></application>
       <application path="/swift-ss/ss"><virtualDirectory path="/" physicalPath="../ss-app" /></application>
+      <application path="/swift-ss/redis"><virtualDirectory path="/" physicalPath="../ss-redis" /></application>
     </site>
   </sites></system.applicationHost>
 </configuration>
 """
 SS_WEB_CONFIG = """<configuration><system.web>
   <sessionState mode="StateServer" stateConnectionString="tcpip=127.0.0.1:{state_port}" />
+</system.web></configuration>
+"""
+# /swift-ss/redis: Custom mode on the same redis-server as php-fpm's, by Microsoft's type name.
+SS_REDIS_WEB_CONFIG = """<configuration><system.web>
+  <sessionState mode="Custom" customProvider="Redis">
+    <providers><add name="Redis" type="Microsoft.Web.Redis.RedisSessionStateProvider" host="127.0.0.1" port="{redis_port}" ssl="false" /></providers>
+  </sessionState>
 </system.web></configuration>
 """
 
@@ -489,7 +499,7 @@ def main():
     shutil.rmtree(logs, ignore_errors=True)
     os.makedirs(logs)
     work = tempfile.mkdtemp(prefix="sessionhost-bench-")
-    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "www/php-redis-unix", "php-sessions", "ss-config", "ss-www", "ss-app",
+    for sub in ("logs", "run", "tmp", "empty-config", "www/php", "www/php-redis", "www/php-redis-unix", "php-sessions", "ss-config", "ss-www", "ss-app", "ss-redis",
                 "sql-config", "sql-www", "sql-pg", "sql-pgtcp", "sql-lite"):
         os.makedirs(os.path.join(work, sub))
     os.chmod(work, 0o755)
@@ -559,8 +569,11 @@ def main():
                 conf.write(SS_APPLICATION_HOST)
             with open(f"{work}/ss-app/web.config", "w") as conf:
                 conf.write(SS_WEB_CONFIG.format(state_port=state_port))
+            with open(f"{work}/ss-redis/web.config", "w") as conf:
+                conf.write(SS_REDIS_WEB_CONFIG.format(redis_port=redis_port))
             ss_worker = start("swift-ss", [swift_binary, "serve", "--listen", f"unix:{work}/swift-ss.sock", "--threads", str(THREADS),
-                                           "--log-level", "warning", "--config-dir", f"{work}/ss-config"])
+                                           "--log-level", "warning", "--config-dir", f"{work}/ss-config"]
+                              + (["--active-threads", SS_ACTIVE_THREADS] if SS_ACTIVE_THREADS else []))
             wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", state_port)) == 0, "the state server", processes)
             wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
         if "sql" in PARTS:
@@ -665,12 +678,14 @@ def main():
                       ("php-counter", "php-fpm 8.2 counter (files sessions)", "/php/counter.php", CONNECTIONS, php_lua)]
 
         if "stateserver" in PARTS:
-            progress(f"creating {SESSIONS:,} sessions each: Swift InProc, Swift StateServer, php-fpm redis")
-            ss_paths = {"ss-inproc": "/swift-ss/counter", "ss-state": "/swift-ss/ss/counter", "php-redis": "/php-redis/counter.php"}
+            progress(f"creating {SESSIONS:,} sessions each: Swift InProc, Swift StateServer, Swift Redis, php-fpm redis")
+            ss_paths = {"ss-inproc": "/swift-ss/counter", "ss-state": "/swift-ss/ss/counter", "ss-redis": "/swift-ss/redis/counter",
+                        "php-redis": "/php-redis/counter.php"}
             ss_ids = {key: create_sessions(port, path, PHP_COOKIE if key == "php-redis" else ASP_COOKIE, SESSIONS) for key, path in ss_paths.items()}
             ss_lua = {key: rotation_script(f"{work}/{key}.lua", PHP_COOKIE if key == "php-redis" else ASP_COOKIE, ids) for key, ids in ss_ids.items()}
             cells += [("ss-inproc", "Swift counter, InProc (the same worker)", ss_paths["ss-inproc"], CONNECTIONS, ss_lua["ss-inproc"]),
                       ("ss-state", "Swift counter, StateServer (session-state-server)", ss_paths["ss-state"], CONNECTIONS, ss_lua["ss-state"]),
+                      ("ss-redis", "Swift counter, Custom: Redis (Microsoft's provider's keys; TCP)", ss_paths["ss-redis"], CONNECTIONS, ss_lua["ss-redis"]),
                       ("php-redis", "php-fpm 8.2 counter, redis sessions (locking on)", ss_paths["php-redis"], CONNECTIONS, ss_lua["php-redis"])]
 
         if "sql" in PARTS:
@@ -832,7 +847,7 @@ def main():
               f"-c{CONNECTIONS}, upstream keepalive; the state server and redis-server on this machine\n")
         print("| target | req/s | p50 ms | p99 ms |")
         print("|---|---:|---:|---:|")
-        for key in ("ss-inproc", "ss-state", "php-redis"):
+        for key in ("ss-inproc", "ss-state", "ss-redis", "php-redis"):
             label = next(c[1] for c in cells if c[0] == key)
             print(f"| {label} | {median(key, 0):,.0f} | {median(key, 1):.3f} | {median(key, 2):.3f} |")
         per_round = [s[0] / p[0] for s, p in zip(results["ss-state"], results["php-redis"])]
@@ -843,6 +858,11 @@ def main():
               f"{'met' if ratio >= 1.5 else 'NOT met'} |")
         print(f"| StateServer counter / InProc counter | {median('ss-state', 0) / median('ss-inproc', 0):.2f} | | |")
         print(f"| StateServer p99 / php-fpm redis p99 | {median('ss-state', 2) / median('php-redis', 2):.2f} | | |")
+        per_round_redis = [s[0] / p[0] for s, p in zip(results["ss-redis"], results["php-redis"])]
+        redis_ratio = median("ss-redis", 0) / median("php-redis", 0)
+        print(f"| Redis counter / php-fpm redis counter (same redis-server, TCP) | {redis_ratio:.2f} | {', '.join(f'{r:.2f}' for r in per_round_redis)} | ≥ 1.5 "
+              f"{'met' if redis_ratio >= 1.5 else 'NOT met'} |")
+        print(f"| Redis p99 / php-fpm redis p99 | {median('ss-redis', 2) / median('php-redis', 2):.2f} | | |")
         if state_memory:
             added = state_memory["filled"] - state_memory["before"]
             print(f"\nsession-state-server RSS: {state_memory['before'] / 1024:.1f} MiB with the {3 * SESSIONS:,} counter-part sessions "

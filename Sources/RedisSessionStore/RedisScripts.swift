@@ -3,12 +3,13 @@ import Foundation
 
 /// One Lua script of the store: its text and SHA-1 (for `EVALSHA`).
 struct RedisScript: Sendable {
-    let source: String
-    let sha1: String
+    let source: [UInt8]
+    /// The hex SHA-1, as `EVALSHA` takes it.
+    let sha1: [UInt8]
 
-    init(_ source: String) {
-        self.source = source
-        sha1 = Insecure.SHA1.hash(data: Data(source.utf8)).map { String(format: "%02x", $0) }.joined()
+    init(_ text: String) {
+        source = Array(text.utf8)
+        sha1 = Array(Insecure.SHA1.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined().utf8)
     }
 }
 
@@ -48,15 +49,17 @@ enum RedisScripts {
 
     /// `GetItemExclusive`. ARGV: UTC offset (s), lock TTL (s). Returns `{0}` (no session),
     /// `{1, lock, items, timeout}` (taken), or `{2, holder, age ms}` (held by another request,
-    /// which is then marked as waited for).
+    /// which is then marked as waited for). The TTLs slide when the request gives the lock
+    /// back (release or update), which every taken lock is followed by, or by its own expiry.
     static let getExclusive = RedisScript(now + """
 
-        if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
-        local timeout = slide()
+        local items = redis.call('GET', KEYS[2])
+        if not items then return {0} end
         local mine = string.format('%d%07d', seconds, fraction)
         if redis.call('SET', KEYS[1], mine, 'NX', 'EX', ARGV[2]) then
-            return {1, mine, redis.call('GET', KEYS[2]), timeout or '-1'}
+            return {1, mine, items, redis.call('GET', KEYS[3]) or '-1'}
         end
+        slide()
         local holder = redis.call('GET', KEYS[1]) or ''
         redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
         return {2, holder, age(holder)}

@@ -38,6 +38,10 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     public let configuration: RedisStoreConfiguration
     private let logger: Logger
     private let idle = Locked<[RedisConnection]>([])
+    private let applicationNames = Locked<[String: String]>([:])
+    /// The machine's UTC offset for lock values (local-time ticks, as `DateTime.Now`), read
+    /// again every minute (daylight saving time).
+    private let utcOffset = Locked<(seconds: Int, until: ContinuousClock.Instant)>((0, .now))
     private let health = StoreHealth(
         outageMessage: "Unable to reach the Redis server of the session state store.", recoveryMessage: "the Redis session state server answers again")
     private let signal = ReleaseSignal()
@@ -46,11 +50,13 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     static let maxIdleConnections = 64
     /// The channel the release scripts publish on (one per database, since pub/sub is not).
     let channel: String
+    private let channelBytes: [UInt8]
 
     public init(configuration: RedisStoreConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         channel = "SessionHost.SessionRelease.\(configuration.databaseID)"
+        channelBytes = Array(channel.utf8)
         listener = RedisReleaseListener(configuration: configuration, channel: channel, signal: signal, logger: logger)
     }
 
@@ -59,32 +65,40 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
 
     // MARK: Keys
 
-    /// The keys of one session, in the scripts' order.
+    /// The keys of one session, in the scripts' order, as the bytes the commands carry.
     struct Keys {
-        var lock: String
-        var data: String
-        var timeout: String
-        var waiters: String
+        var lock: [UInt8]
+        var data: [UInt8]
+        var timeout: [UInt8]
+        var waiters: [UInt8]
         /// `<app>_<id>`: the session in release messages.
         var name: String
 
-        var all: [String] { [lock, data, timeout, waiters] }
+        var all: [[UInt8]] { [lock, data, timeout, waiters] }
     }
 
     /// Microsoft's `KeyGenerator`: `{<applicationName>_<id>}_…`.
     func keys(_ key: SessionKey) -> Keys {
         let name = "\(applicationName(key.application))_\(key.id)"
-        return Keys(lock: "{\(name)}_WriteLock", data: "{\(name)}_SessionStateItemCollection", timeout: "{\(name)}_SessionTimeout",
-                    waiters: "{\(name)}_SessionHostWaiters", name: name)
+        let tag = Array("{\(name)}_".utf8)
+        return Keys(lock: tag + Self.lockSuffix, data: tag + Self.dataSuffix, timeout: tag + Self.timeoutSuffix, waiters: tag + Self.waitersSuffix, name: name)
     }
+
+    private static let lockSuffix = Array("WriteLock".utf8), dataSuffix = Array("SessionStateItemCollection".utf8)
+    private static let timeoutSuffix = Array("SessionTimeout".utf8), waitersSuffix = Array("SessionHostWaiters".utf8)
 
     /// `applicationName`, else the application's virtual path (`/LM/W3SVC/1/ROOT/shop` → `/shop`,
     /// the root → `/`), as `HostingEnvironment.ApplicationVirtualPath`.
     func applicationName(_ application: String) -> String {
         if let name = configuration.applicationName { return name }
-        guard let root = application.range(of: "/ROOT") else { return application }
-        let path = application[root.upperBound...]
-        return path.isEmpty ? "/" : String(path)
+        if let known = applicationNames.withLock({ $0[application] }) { return known }
+        var name = application
+        if let root = application.utf8.firstRange(of: "/ROOT".utf8) {
+            let path = Substring(application.utf8[root.upperBound...])
+            name = path.isEmpty ? "/" : String(path)
+        }
+        applicationNames.withLock { if $0.count < 10_000 { $0[application] = name } }
+        return name
     }
 
     // MARK: SessionStateStore
@@ -104,7 +118,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
 
     public func releaseItemExclusive(_ key: SessionKey, lockID: LockID) throws(SessionStoreError) {
         let keys = keys(key)
-        _ = try run(RedisScripts.release, keys: keys.all, arguments: [Array(String(lockID.rawValue).utf8), Array(channel.utf8), Array(keys.name.utf8)])
+        _ = try run(RedisScripts.release, keys: keys.all, arguments: [Array(String(lockID.rawValue).utf8), channelBytes, Array(keys.name.utf8)])
         signal.released([(id: keys.name, cookie: lockID.rawValue)])
     }
 
@@ -121,7 +135,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         guard let lockID else {
             throw SessionStoreError(.lockLost, "a session was saved without its lock: nothing was written")
         }
-        let written = try run(RedisScripts.update, keys: keys.all, arguments: [Array(String(lockID.rawValue).utf8), Array(channel.utf8), Array(keys.name.utf8), blob, seconds])
+        let written = try run(RedisScripts.update, keys: keys.all, arguments: [Array(String(lockID.rawValue).utf8), channelBytes, Array(keys.name.utf8), blob, seconds])
         guard written.integer == 1 else {
             // Microsoft's provider drops such a write without a word.
             logger.warning("a session write was refused: its lock had expired or been taken by another request", metadata: ["session": "\(key)"])
@@ -133,7 +147,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     public func removeItem(_ key: SessionKey, lockID: LockID?, data: SessionStateStoreData?) throws(SessionStoreError) {
         let keys = keys(key)
         let lock = lockID.map { Array(String($0.rawValue).utf8) } ?? []
-        let removed = try run(RedisScripts.remove, keys: keys.all, arguments: [lock, Array(channel.utf8), Array(keys.name.utf8)])
+        let removed = try run(RedisScripts.remove, keys: keys.all, arguments: [lock, channelBytes, Array(keys.name.utf8)])
         if removed.integer != 1, lockID != nil {
             throw SessionStoreError(.lockLost, "the session's lock was taken by another request: it was not removed")
         }
@@ -178,7 +192,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
 
     private func lookup(_ key: SessionKey, script: RedisScript) throws(SessionStoreError) -> StoreLookup {
         let keys = keys(key)
-        let offset = Array(String(TimeZone.current.secondsFromGMT()).utf8)
+        let offset = Array(String(currentUTCOffset()).utf8)
         let ttl = Array(String(max(1, configuration.lockTimeout.components.seconds)).utf8)
         let reply = try run(script, keys: keys.all, arguments: [offset, ttl])
         guard case .array(let fields) = reply, let state = fields.first?.integer else {
@@ -213,6 +227,14 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         }
     }
 
+    private func currentUTCOffset() -> Int {
+        let now = ContinuousClock.now
+        if let offset = utcOffset.withLock({ $0.until > now ? $0.seconds : nil }) { return offset }
+        let seconds = TimeZone.current.secondsFromGMT()
+        utcOffset.withLock { $0 = (seconds, now + .seconds(60)) }
+        return seconds
+    }
+
     /// The read took the lock of an item it cannot read: give it back, or every later request
     /// would wait for the execution timeout. The stored item stays as it is.
     private func releaseAfterUnreadable(_ key: SessionKey, lockID: LockID) {
@@ -237,17 +259,18 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     /// one. A kept connection the server closed while idle is dropped before use. Connecting is
     /// tried again for `retryTimeout` (20 ms, then every second), unless Redis is already known
     /// to be down: then the request fails at once instead of holding its thread.
-    private func run(_ script: RedisScript, keys: [String], arguments: [[UInt8]]) throws(SessionStoreError) -> RedisReply {
+    private func run(_ script: RedisScript, keys: [[UInt8]], arguments: [[UInt8]]) throws(SessionStoreError) -> RedisReply {
         let connection = try connection()
         do throws(SessionStoreError) {
-            var command: [[UInt8]] = [Array("EVALSHA".utf8), Array(script.sha1.utf8), Array(String(keys.count).utf8)]
-            command += keys.map { Array($0.utf8) }
+            var command: [[UInt8]] = [Self.evalsha, script.sha1, Array(String(keys.count).utf8)]
+            command.reserveCapacity(3 + keys.count + arguments.count)
+            command += keys
             command += arguments
             var reply = try connection.command(command)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
                 // A restarted or flushed server: load the script (EVAL caches it) and go on.
-                command[0] = Array("EVAL".utf8)
-                command[1] = Array(script.source.utf8)
+                command[0] = Self.eval
+                command[1] = script.source
                 reply = try connection.command(command)
             }
             if case .error(let message) = reply {
@@ -262,6 +285,8 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
             throw error
         }
     }
+
+    private static let evalsha = Array("EVALSHA".utf8), eval = Array("EVAL".utf8)
 
     /// Errors of a server that cannot serve now (loading its data, a replica, out of memory).
     private static func isTransient(_ message: String) -> Bool {
