@@ -249,6 +249,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SQLSessionStoreTests", dependencies: ["SQLSessionStore", "SessionState"], swiftSettings: strict),
+        .testTarget(name: "RedisSessionStoreTests", dependencies: ["RedisSessionStore", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(

@@ -134,8 +134,8 @@ struct IDTransport {
     }()
 
     /// The ID the request carries this way, if it is a well-formed one.
-    func incomingID(_ request: Request, cookieName: String) -> String? {
-        (usesURL ? request.cookieless?["S"] : request.cookie(named: cookieName)).flatMap(ASPNETSessionID.normalize)
+    func incomingID(_ request: Request, cookieName: String, manager: SessionIDManager = .builtIn) -> String? {
+        (usesURL ? request.cookieless?["S"] : request.cookie(named: cookieName)).flatMap(manager.incomingID)
     }
 
     /// The redirect that puts `newID` into the URL, as `SessionIDManager` does for cookieless

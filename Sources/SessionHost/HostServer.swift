@@ -86,7 +86,10 @@ public final class HostServer: Service, Sendable {
         self.sessions = manager
         sessionMaintenance = SessionMaintenance(sessions: manager, interval: sessions.expiryCheckInterval, logger: logger)
         let stores = manager.outOfProcess
-        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: { stores.validate($0) + SessionManager.cookieSettingsErrors($0) })
+        let idManagers = sessions.idManagers
+        configurationStore = ConfigurationStore(directory: configuration.configDirectory, logger: logger, validate: {
+            stores.validate($0) + SessionManager.cookieSettingsErrors($0) + SessionManager.idManagerErrors($0, managers: idManagers)
+        })
     }
 
     public func run() async throws {

@@ -32,13 +32,17 @@ public struct SessionOptions: Sendable {
     /// The partition resolvers `partitionResolverType` may name (ASP.NET's
     /// `IPartitionResolver`), by type name.
     public var partitionResolvers: [SessionPartitionResolver]
+    /// The session ID managers `sessionIDManagerType` may name (ASP.NET's `ISessionIDManager`),
+    /// by type name; without one the built-in `SessionIDManager.builtIn` is used.
+    public var idManagers: [SessionIDManager]
 
     public init(
         onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)? = nil, onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         onASPSessionStart: (@Sendable (ASPSession) -> Void)? = nil, onASPSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1),
-        stores: [SessionStoreFactory] = [], partitionResolvers: [SessionPartitionResolver] = []
+        stores: [SessionStoreFactory] = [], partitionResolvers: [SessionPartitionResolver] = [], idManagers: [SessionIDManager] = []
     ) {
+        self.idManagers = idManagers
         self.stores = stores
         self.partitionResolvers = partitionResolvers
         self.onASPNETSessionStart = onASPNETSessionStart
@@ -94,10 +98,29 @@ package final class SessionManager: Sendable {
     /// The check of an application's storage settings, for the configuration store (every
     /// web.config at startup, `config check`, the 500.19 page).
     package static func storageValidator(
-        stores: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = []
+        stores: [SessionStoreFactory], resolvers: [SessionPartitionResolver] = [], idManagers: [SessionIDManager] = []
     ) -> @Sendable (EffectiveConfiguration) -> [ConfigurationError] {
         let registry = OutOfProcessStores(factories: stores, resolvers: resolvers, queueLimit: 1, logger: Logger(label: "sessionhost.validation"))
-        return { registry.validate($0) + cookieSettingsErrors($0) }
+        let managers = idManagers
+        return { registry.validate($0) + cookieSettingsErrors($0) + idManagerErrors($0, managers: managers) }
+    }
+
+    /// `sessionIDManagerType` names a manager the app registered (or nothing: the built-in one).
+    static func idManagerErrors(_ configuration: EffectiveConfiguration, managers: [SessionIDManager]) -> [ConfigurationError] {
+        let type = configuration.sessionState.sessionIDManagerType
+        guard configuration.sessionState.mode != .off, !type.isEmpty, idManager(named: type, in: managers) == nil else { return [] }
+        let location = configuration.sources["system.web/sessionState/sessionIDManagerType"] ?? SourceLocation(file: "(default)", line: 1)
+        return [ConfigurationError(
+            "The session ID manager type '\(type)' cannot be loaded: the app registers no ID manager under that type name (SessionOptions.idManagers).",
+            at: location, attribute: "sessionIDManagerType")]
+    }
+
+    /// The manager `type` names: empty is the built-in one; a .NET assembly-qualified name
+    /// (`Type, Assembly, …`) is matched by its type part.
+    static func idManager(named type: String, in managers: [SessionIDManager]) -> SessionIDManager? {
+        let name = type.split(separator: ",", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if name.isEmpty || name == SessionIDManager.builtIn.typeName { return .builtIn }
+        return managers.first { $0.typeName == name }
     }
 
     /// One domain's session held by a request.
@@ -208,8 +231,12 @@ package final class SessionManager: Sendable {
         case .decided(let decided): transport = decided
         case .probe(let redirect): return .respond(redirect)
         }
+        guard let manager = Self.idManager(named: settings.sessionIDManagerType, in: options.idManagers) else {
+            // Configuration validation reports this with file and line (500.19).
+            return .respond(ErrorPage.response(.internalServerError, detail: "The session ID manager of this application is not registered."))
+        }
         let application = Self.applicationKey(configuration)
-        let id = transport.incomingID(request, cookieName: settings.cookieName)
+        let id = transport.incomingID(request, cookieName: settings.cookieName, manager: manager)
         let mode = Self.sessionMode(settings.mode)
         let rule = ASPNETSession.timeoutRule(mode: mode)
         let exclusive = access == .readWrite
@@ -227,13 +254,13 @@ package final class SessionManager: Sendable {
                             lockID: nil, storeHadItem: true, exclusive: exclusive, detached: true)
             }
         } else {
-            switch try newSession(request, configuration, domain: domain, transport: transport, incoming: id) {
+            switch try newSession(request, configuration, domain: domain, transport: transport, incoming: id, manager: manager) {
             case .redirect(let response): return .respond(response)
             case .created(let sessionID):
                 held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
                             lockID: nil, storeHadItem: false, exclusive: exclusive)
                 if !transport.usesURL, sessionID != id {
-                    do { held.cookie = try Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: sessionID) } catch {
+                    do { held.cookie = try Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: manager.outgoingValue(sessionID) ?? sessionID) } catch {
                         // Configuration validation rejects such settings; if one slips through, say so.
                         logger.error("the session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
                     }
@@ -290,7 +317,8 @@ package final class SessionManager: Sendable {
         let settings = configuration.sessionState
         let incoming = settings.cookieless == .useCookies ? request.cookie(named: settings.cookieName)
             : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
-        guard let id = incoming.flatMap(ASPNETSessionID.normalize) else { return }
+        guard let manager = Self.idManager(named: settings.sessionIDManagerType, in: options.idManagers),
+              let id = incoming.flatMap(manager.incomingID) else { return }
         do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
             // Debug only: the store logs its outages itself (once, then once a minute), and
             // every request without session needs would repeat it here.
@@ -309,13 +337,16 @@ package final class SessionManager: Sendable {
     /// ID only when another application of this host has a live session under it (one ID
     /// serves every application). Anything else gets a new ID: unknown IDs are never adopted.
     private func newSession(
-        _ request: Request, _ configuration: EffectiveConfiguration, domain: SessionDomain, transport: IDTransport, incoming id: String?
+        _ request: Request, _ configuration: EffectiveConfiguration, domain: SessionDomain, transport: IDTransport, incoming id: String?,
+        manager: SessionIDManager
     ) throws(SessionDomain.AcquireError) -> NewSession {
         let settings = configuration.sessionState
         if let id, transport.usesURL ? !settings.regenerateExpiredSessionId : knownElsewhere(id, domain: domain) {
             return .created(id: id)
         }
-        let sessionID = ASPNETSessionID.generate()
+        guard let sessionID = manager.newID() else {
+            throw .store(SessionStoreError(.configuration, "the session ID manager '\(manager.typeName)' made an ID that it does not validate itself, or that is not 1–80 characters of A–Z a–z 0–9 - _ ."))
+        }
         guard transport.usesURL else { return .created(id: sessionID) }
         // The follow-up request must find the ID known, so it is created (uninitialized) first.
         if settings.regenerateExpiredSessionId {
@@ -324,7 +355,7 @@ package final class SessionManager: Sendable {
                 throw .store(error)
             }
         }
-        return .redirect(transport.redirect(request, newID: sessionID, applicationPath: configuration.application.path))
+        return .redirect(transport.redirect(request, newID: manager.outgoingValue(sessionID) ?? sessionID, applicationPath: configuration.application.path))
     }
 
     /// Whether another application of this host has a live session under `id` (one ID serves

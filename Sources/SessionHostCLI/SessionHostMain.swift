@@ -243,7 +243,7 @@ struct CheckConfigCommand: ParsableCommand {
     func check(sessions: SessionOptions) throws {
         let store = ConfigurationStore(
             directory: configDir, logger: Logger(label: "config") { _ in SwiftLogNoOpLogHandler() },
-            validate: SessionManager.storageValidator(stores: sessions.stores, resolvers: sessions.partitionResolvers))
+            validate: SessionManager.storageValidator(stores: sessions.stores, resolvers: sessions.partitionResolvers, idManagers: sessions.idManagers))
         let errors = store.check()
         guard !errors.isEmpty else {
             print("OK: the configuration in \(configDir) and every site's web.config files are valid.")

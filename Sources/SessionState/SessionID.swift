@@ -112,3 +112,70 @@ private func mapBytes(of value: String, length: Int, _ map: (UInt8) -> UInt8?) -
     }
     return String(decoding: mapped, as: UTF8.self)
 }
+
+/// `sessionIDManagerType` (ASP.NET's `ISessionIDManager`): how an application's ASP.NET session
+/// IDs are made, checked, and written into (and read from) the cookie or URL. Swift cannot load
+/// a type by name, so the app registers its managers (`SessionOptions.idManagers`) under the
+/// type names a web.config gives; `builtIn` (ASP.NET's `SessionIDManager`) is the default.
+///
+/// Whatever a manager says, SessionHost checks every ID before it reaches a store (1–80
+/// characters of `A–Z a–z 0–9 - _ .`: IDs travel in cookies, URLs and store keys), and an ID
+/// that no store knows is still never adopted.
+public struct SessionIDManager: Sendable {
+    /// The name `sessionIDManagerType` gives (e.g. the .NET type name of an existing web.config).
+    public var typeName: String
+    /// A new ID (`CreateSessionID`); use the system CSPRNG.
+    public var create: @Sendable () -> String
+    /// Whether an ID (decoded) is one this manager could have made (`Validate`).
+    public var validate: @Sendable (String) -> Bool
+    /// The ID as the cookie or URL carries it (`Encode`).
+    public var encode: @Sendable (String) -> String
+    /// The ID a cookie or URL value stands for, nil when none (`Decode`).
+    public var decode: @Sendable (String) -> String?
+
+    public init(
+        typeName: String, create: @escaping @Sendable () -> String, validate: @escaping @Sendable (String) -> Bool,
+        encode: @escaping @Sendable (String) -> String = { $0 }, decode: @escaping @Sendable (String) -> String? = { $0 }
+    ) {
+        self.typeName = typeName
+        self.create = create
+        self.validate = validate
+        self.encode = encode
+        self.decode = decode
+    }
+
+    /// ASP.NET's `SessionIDManager`: 24 characters of `a–z0–5` (`ASPNETSessionID`).
+    public static let builtIn = SessionIDManager(
+        typeName: "System.Web.SessionState.SessionIDManager", create: ASPNETSessionID.generate,
+        validate: { ASPNETSessionID.normalize($0) == $0 }, decode: ASPNETSessionID.normalize)
+
+    /// Whether `id` may travel in a cookie, a URL and a store key at all.
+    public static func isSafe(_ id: String) -> Bool {
+        let bytes = id.utf8
+        guard (1...ASPNETSessionID.maxLength).contains(bytes.count) else { return false }
+        return bytes.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2D || byte == 0x5F || byte == 0x2E
+        }
+    }
+
+    /// The ID an incoming cookie or URL value stands for: decoded, then checked by SessionHost
+    /// and by the manager. Nil when it is none (never an error).
+    public func incomingID(_ value: String) -> String? {
+        // A value far over the limit is not decoded at all.
+        guard value.utf8.count <= 4 * ASPNETSessionID.maxLength, let id = decode(value), Self.isSafe(id), validate(id) else { return nil }
+        return id
+    }
+
+    /// A new ID, checked as incoming ones are; nil when the manager made one SessionHost cannot
+    /// send.
+    public func newID() -> String? {
+        let id = create()
+        return Self.isSafe(id) && validate(id) ? id : nil
+    }
+
+    /// The value that carries `id`, if it can travel in a cookie and a URL.
+    public func outgoingValue(_ id: String) -> String? {
+        let value = encode(id)
+        return Self.isSafe(value) ? value : nil
+    }
+}

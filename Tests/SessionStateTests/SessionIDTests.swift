@@ -226,3 +226,28 @@ struct ASPSessionIDTests {
         #expect(names.count == 500)
     }
 }
+
+/// The checks every ID manager's IDs pass, whatever the manager says.
+struct SessionIDManagerCheckTests {
+    static let lenient = SessionIDManager(typeName: "T", create: { "made.by-T_1" }, validate: { _ in true })
+
+    @Test func idsAreCheckedForLengthAndCharacters() {
+        #expect(Self.lenient.incomingID("abc-DEF_123.x") == "abc-DEF_123.x")
+        #expect(Self.lenient.incomingID("") == nil)
+        #expect(Self.lenient.incomingID(String(repeating: "a", count: 81)) == nil)
+        #expect(Self.lenient.incomingID(String(repeating: "a", count: 80)) != nil)
+        for bad in ["a b", "a;b", "a=b", "a/b", "é", "a\u{0}b", "(S(x))"] { #expect(Self.lenient.incomingID(bad) == nil, "\(bad)") }
+        #expect(Self.lenient.newID() == "made.by-T_1")
+        let broken = SessionIDManager(typeName: "B", create: { "no spaces allowed" }, validate: { _ in true })
+        #expect(broken.newID() == nil)
+        let picky = SessionIDManager(typeName: "P", create: { "x" }, validate: { $0.count > 3 })
+        #expect(picky.newID() == nil && picky.incomingID("abcd") == "abcd")
+    }
+
+    @Test func theBuiltInManagerIsASPNETs() {
+        let id = ASPNETSessionID.generate()
+        #expect(SessionIDManager.builtIn.incomingID(id.uppercased()) == id)
+        #expect(SessionIDManager.builtIn.newID()?.count == 24)
+        #expect(SessionIDManager.builtIn.incomingID("p-0123") == nil)
+    }
+}

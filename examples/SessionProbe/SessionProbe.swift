@@ -25,7 +25,7 @@ struct SessionProbe {
         await SessionHostMain.run(
             routes: routes, sessions: SessionOptions(
                 stores: [StateServerSessionStore.factory, SQLSessionStateStore.factory, RedisSessionStateStore.factory, memoryStore],
-                partitionResolvers: [partitionResolver]),
+                partitionResolvers: [partitionResolver], idManagers: [signedIDManager]),
             abstract: "The session probe: reports and drives both session domains of any folder.")
     }
 
@@ -136,6 +136,19 @@ struct SessionProbe {
             }
         },
         make: { _, _ in InProcSessionStore() })
+
+    /// An app's own ID manager (`sessionIDManagerType="SessionProbe.SignedIDManager"`): IDs
+    /// `p-` and 30 hex digits from the CSPRNG, carried with a `.ok` suffix that decoding checks
+    /// (a stand-in for a signature).
+    static let signedIDManager = SessionIDManager(
+        typeName: "SessionProbe.SignedIDManager",
+        create: {
+            var generator = SystemRandomNumberGenerator()
+            return "p-" + (0..<15).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        },
+        validate: { $0.count == 32 && $0.hasPrefix("p-") && $0.dropFirst(2).allSatisfy(\.isHexDigit) },
+        encode: { $0 + ".ok" },
+        decode: { $0.hasSuffix(".ok") ? String($0.dropLast(3)) : nil })
 
     static let partitionResolver = SessionPartitionResolver(typeName: "SessionProbe.PartitionResolver") { id in
         let partitions = (ProcessInfo.processInfo.environment["PROBE_PARTITIONS"] ?? "").split(separator: ",").map(String.init)
