@@ -37,6 +37,11 @@ enum RedisScripts {
             local heldFraction = tonumber(string.sub(holder, -7))
             return (seconds - heldSeconds) * 1000 + math.floor((fraction - heldFraction) / 10000)
         end
+        """ + slide
+
+    /// Slides the data and timeout keys' TTLs by the stored timeout (seconds); returns it.
+    private static let slide = """
+
         local function slide()
             local timeout = redis.call('GET', KEYS[3])
             if timeout then
@@ -90,17 +95,13 @@ enum RedisScripts {
         """
 
     /// `ReleaseItemExclusive`: only the holder's lock value unlocks. ARGV: lock, channel, name.
-    static let release = RedisScript(wake + """
+    static let release = RedisScript(wake + slide + """
 
         if redis.call('GET', KEYS[1]) == ARGV[1] then
             redis.call('DEL', KEYS[1])
             wake()
         end
-        local timeout = redis.call('GET', KEYS[3])
-        if timeout then
-            redis.call('EXPIRE', KEYS[2], timeout)
-            redis.call('EXPIRE', KEYS[3], timeout)
-        end
+        slide()
         return 1
         """)
 
@@ -145,13 +146,10 @@ enum RedisScripts {
         """)
 
     /// `ResetItemTimeout`: slides the TTLs of an existing session.
-    static let resetTimeout = RedisScript("""
+    static let resetTimeout = RedisScript(slide + """
+
         if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-        local timeout = redis.call('GET', KEYS[3])
-        if timeout then
-            redis.call('EXPIRE', KEYS[2], timeout)
-            redis.call('EXPIRE', KEYS[3], timeout)
-        end
+        slide()
         return 1
         """)
 

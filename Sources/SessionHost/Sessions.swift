@@ -105,6 +105,13 @@ package final class SessionManager: Sendable {
         return { registry.validate($0) + cookieSettingsErrors($0) + idManagerErrors($0, managers: managers) }
     }
 
+    /// Every configuration file of every site under `directory`, checked with `options`'
+    /// stores, partition resolvers and ID managers (`config check`, `check-config`).
+    package static func checkConfiguration(directory: String, options: SessionOptions) -> [ConfigurationError] {
+        let validate = storageValidator(stores: options.stores, resolvers: options.partitionResolvers, idManagers: options.idManagers)
+        return ConfigurationStore(directory: directory, logger: Logger(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: validate).check()
+    }
+
     /// `sessionIDManagerType` names a manager the app registered (or nothing: the built-in one).
     static func idManagerErrors(_ configuration: EffectiveConfiguration, managers: [SessionIDManager]) -> [ConfigurationError] {
         let type = configuration.sessionState.sessionIDManagerType

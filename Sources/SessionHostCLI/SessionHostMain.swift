@@ -241,10 +241,7 @@ struct CheckConfigCommand: ParsableCommand {
     var configDir: String = "conf.d"
 
     func check(sessions: SessionOptions) throws {
-        let store = ConfigurationStore(
-            directory: configDir, logger: Logger(label: "config") { _ in SwiftLogNoOpLogHandler() },
-            validate: SessionManager.storageValidator(stores: sessions.stores, resolvers: sessions.partitionResolvers, idManagers: sessions.idManagers))
-        let errors = store.check()
+        let errors = SessionManager.checkConfiguration(directory: configDir, options: sessions)
         guard !errors.isEmpty else {
             print("OK: the configuration in \(configDir) and every site's web.config files are valid.")
             return

@@ -77,8 +77,7 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var directory: ConfigDirectoryOption
 
     func run() throws {
-        let store = ConfigurationStore(directory: directory.configDir, logger: .init(label: "config") { _ in SwiftLogNoOpLogHandler() }, validate: SessionManager.storageValidator(stores: builtInStores))
-        let errors = store.check()
+        let errors = SessionManager.checkConfiguration(directory: directory.configDir, options: SessionOptions(stores: builtInStores))
         guard !errors.isEmpty else {
             print("OK: the configuration in \(directory.configDir) and every site's web.config files are valid.")
             return

@@ -154,7 +154,7 @@ struct RedisModeTests {
         applications["/fine"] = custom(#"<add name="P" type="SessionProbe.MemoryStore" label="x" /><add name="Z" type="Whatever" junk="1" />"#)
         let tree = try SessionTree(applications: applications)
 
-        let output = try Self.run("session-probe", ["check-config", "--config-dir", tree.configDirectory])
+        let output = try Fixture.runProduct("session-probe", ["check-config", "--config-dir", tree.configDirectory])
         #expect(output.status == 1)
         let expected = [
             "unknown-type/web.config:3: The custom session state store provider type 'Nobody.Registered' cannot be loaded",
@@ -177,21 +177,5 @@ struct RedisModeTests {
         #expect(page.text.contains("HTTP Error 500.19"))
         #expect(page.text.contains("Unrecognized attribute &#39;hots&#39;") || page.text.contains("Unrecognized attribute 'hots'"), "\(page.text)")
         #expect(try Browser(fixture).probe("/fine/probe?set=a&v=1").aspNet?.mode == "Custom")
-    }
-
-    static func run(_ product: String, _ arguments: [String]) throws -> (status: Int32, text: String) {
-        let process = Process()
-        process.executableURL = Fixture.products.appending(path: product)
-        process.arguments = arguments
-        let output = FileManager.default.temporaryDirectory.appending(path: "\(product)-\(UUID().uuidString.prefix(8)).out")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: output) }
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        process.waitUntilExit()
-        try handle.close()
-        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8))
     }
 }

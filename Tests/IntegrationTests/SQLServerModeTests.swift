@@ -219,18 +219,6 @@ struct SQLServerModeTests {
 
     /// Runs the `session-host` tool; its exit status and its output (both streams).
     static func sessionHost(_ arguments: [String]) throws -> (status: Int32, text: String) {
-        let process = Process()
-        process.executableURL = Fixture.products.appending(path: "session-host")
-        process.arguments = arguments
-        let output = FileManager.default.temporaryDirectory.appending(path: "session-host-\(UUID().uuidString.prefix(8)).out")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: output) }
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        process.waitUntilExit()
-        try handle.close()
-        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8))
+        try Fixture.runProduct("session-host", arguments)
     }
 }

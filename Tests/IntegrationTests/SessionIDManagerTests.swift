@@ -38,7 +38,7 @@ struct SessionIDManagerTests {
 
     @Test func anUnregisteredIDManagerIsAConfigurationError() throws {
         let tree = try Self.tree("My.Company.IDManager, My.Assembly")
-        let output = try RedisModeTests.run("session-probe", ["check-config", "--config-dir", tree.configDirectory])
+        let output = try Fixture.runProduct("session-probe", ["check-config", "--config-dir", tree.configDirectory])
         #expect(output.status == 1)
         #expect(output.text.contains("signed/web.config:3: The session ID manager type 'My.Company.IDManager, My.Assembly' cannot be loaded"), "\(output.text)")
         let fixture = try Fixture.sessions(tree)

@@ -211,6 +211,24 @@ final class Fixture {
     /// Starts `path` with every signal unblocked and at its default action. Foundation's
     /// `Process` passes on the test process's signal mask, in which SIGTERM is blocked; Apache
     /// never unblocks it and would not stop.
+    /// Runs one of the package's executables (`session-host`, `session-probe check-config`) to
+    /// its end; its exit status and what it printed (both streams).
+    static func runProduct(_ product: String, _ arguments: [String]) throws -> (status: Int32, text: String) {
+        let process = Process()
+        process.executableURL = products.appending(path: product)
+        process.arguments = arguments
+        let output = FileManager.default.temporaryDirectory.appending(path: "\(product)-\(UUID().uuidString.prefix(8)).out")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        process.waitUntilExit()
+        try handle.close()
+        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8))
+    }
+
     static func spawnWithDefaultSignals(_ path: String, _ arguments: [String], stderr: String) throws -> pid_t {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
