@@ -35,7 +35,7 @@ public enum SQLSchemaInstaller {
             return "\(database): " + done.joined(separator: "; ")
         case .sqlite(let path, _):
             let connection = try SQLiteConnection(path: path, busyTimeout: timeout, create: true)
-            let table = SQLiteSessionTable(connection, writes: Locked(0))
+            let table = SQLiteSessionTable(connection, writer: SQLiteWriter(connection))
             let installed = try table.schemaVersion()
             if let installed, installed > SQLSchema.version {
                 throw SessionStoreError(.configuration, "\(database) has session-state schema version \(installed), from a newer SessionHost; this release installs version \(SQLSchema.version)")
@@ -81,7 +81,7 @@ public enum SQLSchemaInstaller {
         case .sqlite(let path, _):
             guard FileManager.default.fileExists(atPath: path) else { return status }
             let connection = try SQLiteConnection(path: path, busyTimeout: timeout)
-            status.version = try SQLiteSessionTable(connection, writes: Locked(0)).schemaVersion()
+            status.version = try SQLiteSessionTable(connection, writer: SQLiteWriter(connection)).schemaVersion()
             guard status.version != nil else { return status }
             let now = Date().timeIntervalSince1970
             let counts = try connection.execute("SELECT sum(Expires >= ?1), sum(Expires < ?1), sum(Locked = 1 AND Expires >= ?1) FROM ASPStateTempSessions", [.real(now)])

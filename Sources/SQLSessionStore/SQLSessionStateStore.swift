@@ -122,11 +122,12 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             }
             listener = ReleaseListener(target: target, signal: signal, logger: logger)
         case .sqlite(let path, let fullSync):
-            // One writer at a time per database in this process: SQLite has one write lock, and
-            // contenders inside one process queue on a mutex instead of its busy handler.
-            let writes = Locked(0)
+            // One writer at a time per database in this process, on one connection (SQLiteWriter).
+            let writer = SQLiteWriter { () throws(SessionStoreError) -> SQLiteConnection in
+                try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync)
+            }
             pool = SessionTablePool(maxOpen: 100, waitLimit: timeout) { () throws(SessionStoreError) -> any SessionTableConnection in
-                SQLiteSessionTable(try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync), writes: writes)
+                SQLiteSessionTable(try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync), writer: writer)
             }
             listener = nil
         }

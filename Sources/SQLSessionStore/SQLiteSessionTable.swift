@@ -47,24 +47,53 @@ enum SQLiteSchema {
         """
 }
 
-/// One SQLite connection doing the ASPState operations. Each is one statement or one short
-/// `BEGIN IMMEDIATE` transaction of a few statements; none is held across a request.
-final class SQLiteSessionTable: SessionTableConnection {
-    let connection: SQLiteConnection
-    /// Held while writing: the writers of one process take turns on it (see the store).
-    private let writes: Locked<Int>
+/// The one connection a process writes a SQLite session file with. SQLite has one write lock
+/// per database, so the writers of a process take turns on a mutex (instead of its busy
+/// handler), and since they take turns anyway they share one connection: its page cache stays
+/// valid from one write to the next (another connection's write would make every other
+/// connection of the process read its pages again).
+final class SQLiteWriter: Sendable {
+    private let connection: Locked<SQLiteConnection?>
+    private let open: @Sendable () throws(SessionStoreError) -> SQLiteConnection
 
-    init(_ connection: SQLiteConnection, writes: Locked<Int>) {
-        self.connection = connection
-        self.writes = writes
+    init(open: @escaping @Sendable () throws(SessionStoreError) -> SQLiteConnection) {
+        self.open = open
+        connection = Locked(nil)
     }
 
-    /// Runs a write (a statement or a short transaction) holding this process's write turn.
-    private func write<T>(_ body: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
-        try writes.withLock { (count: inout Int) throws(SessionStoreError) -> T in
-            count += 1
-            return try body()
+    /// Writes with `connection` (the installer's single connection).
+    init(_ connection: SQLiteConnection) {
+        self.connection = Locked(connection)
+        open = { () throws(SessionStoreError) -> SQLiteConnection in
+            throw SessionStoreError(.unavailable, "the SQLite connection is closed")
         }
+    }
+
+    /// Runs a write (a statement or a short transaction) holding this process's write turn; a
+    /// connection that broke is replaced first.
+    func write<T>(_ body: (SQLiteConnection) throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+        try connection.withLock { (current: inout SQLiteConnection?) throws(SessionStoreError) -> T in
+            if current?.isUsable != true { current = try open() }
+            guard let writer = current else { throw SessionStoreError(.unavailable, "no SQLite connection") }
+            return try body(writer)
+        }
+    }
+}
+
+/// One SQLite connection doing the ASPState operations (reads on its own connection, writes on
+/// the process's writer). Each is one statement or one short `BEGIN IMMEDIATE` transaction of a
+/// few statements; none is held across a request.
+final class SQLiteSessionTable: SessionTableConnection {
+    let connection: SQLiteConnection
+    private let writer: SQLiteWriter
+
+    init(_ connection: SQLiteConnection, writer: SQLiteWriter) {
+        self.connection = connection
+        self.writer = writer
+    }
+
+    private func write<T>(_ body: (SQLiteConnection) throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+        try writer.write(body)
     }
 
     var isUsable: Bool { connection.isUsable }
@@ -80,7 +109,7 @@ final class SQLiteSessionTable: SessionTableConnection {
 
     func applicationID(name: String, hash: Int32) throws(SessionStoreError) -> Int32 {
         let name = name.lowercased()
-        return try write { () throws(SessionStoreError) -> Int32 in try connection.writeTransaction { () throws(SessionStoreError) -> Int32 in
+        return try write { connection throws(SessionStoreError) -> Int32 in try connection.writeTransaction { () throws(SessionStoreError) -> Int32 in
             if let id = try connection.execute("SELECT AppId FROM ASPStateTempApplications WHERE AppName = ?1", [.text(name)]).first?.first?.int {
                 return Int32(truncatingIfNeeded: id)
             }
@@ -106,7 +135,7 @@ final class SQLiteSessionTable: SessionTableConnection {
         var seenCookie: Int?
         for _ in 0..<8 {
             let now = self.now
-            let rows = try write { () throws(SessionStoreError) -> [[SQLiteConnection.Value]] in
+            let rows = try write { connection throws(SessionStoreError) -> [[SQLiteConnection.Value]] in
                 try connection.execute("""
                     UPDATE ASPStateTempSessions SET
                         Expires = ?2 + Timeout * 60,
@@ -155,12 +184,12 @@ final class SQLiteSessionTable: SessionTableConnection {
         var initialize = false
         if flags & 1 != 0 {
             // Only the read that clears the flag reports the session as new.
-            initialize = try write { () throws(SessionStoreError) -> Bool in
+            initialize = try write { connection throws(SessionStoreError) -> Bool in
                 try connection.execute("UPDATE ASPStateTempSessions SET Flags = Flags & ~1, Expires = ?2 + Timeout * 60 WHERE SessionId = ?1 AND Flags & 1 <> 0", [.text(id), .real(now)])
                 return connection.changes == 1
             }
         } else if (row[6].real ?? 0) < now + Double(timeout * 60) - Double(SQLSchema.refreshThrottle(timeoutMinutes: timeout).components.seconds) {
-            try write { () throws(SessionStoreError) in
+            try write { connection throws(SessionStoreError) in
                 try connection.execute("UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60 WHERE SessionId = ?1", [.text(id), .real(now)])
             }
         }
@@ -168,7 +197,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func release(_ id: String, cookie: Int) throws(SessionStoreError) {
-        try write { () throws(SessionStoreError) in
+        try write { connection throws(SessionStoreError) in
             try connection.execute(
                 "UPDATE ASPStateTempSessions SET Locked = 0, Expires = ?3 + Timeout * 60 WHERE SessionId = ?1 AND LockCookie = ?2 AND Locked = 1",
                 [.text(id), .int(cookie), .real(now)])
@@ -176,7 +205,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool {
-        try write { () throws(SessionStoreError) -> Bool in
+        try write { connection throws(SessionStoreError) -> Bool in
         try connection.execute("""
             INSERT INTO ASPStateTempSessions (SessionId, Created, Expires, LockDate, LockDateLocal, LockCookie, Timeout, Locked, SessionItemLong, Flags)
             VALUES (?1, ?2, ?2 + ?4 * 60, ?2, datetime(?2, 'unixepoch', 'localtime'), 1, ?4, 0, ?3, ?5)
@@ -190,7 +219,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome {
-        try write { () throws(SessionStoreError) -> UpdateOutcome in
+        try write { connection throws(SessionStoreError) -> UpdateOutcome in
             try connection.execute("""
                 UPDATE ASPStateTempSessions SET SessionItemLong = ?2, Timeout = ?3, Expires = ?5 + ?3 * 60, Locked = 0
                 WHERE SessionId = ?1 AND LockCookie = ?4 AND Locked = 1
@@ -201,7 +230,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {
-        try write { () throws(SessionStoreError) -> RemoveOutcome in try connection.writeTransaction { () throws(SessionStoreError) -> RemoveOutcome in
+        try write { connection throws(SessionStoreError) -> RemoveOutcome in try connection.writeTransaction { () throws(SessionStoreError) -> RemoveOutcome in
             guard let row = try connection.execute("SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = ?1 AND Expires >= ?2", [.text(id), .real(now)]).first else {
                 return .notFound
             }
@@ -214,7 +243,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func resetTimeout(_ id: String) throws(SessionStoreError) {
-        try write { () throws(SessionStoreError) in
+        try write { connection throws(SessionStoreError) in
         try connection.execute("""
             UPDATE ASPStateTempSessions SET Expires = ?2 + Timeout * 60
             WHERE SessionId = ?1 AND Expires >= ?2 AND Expires < ?2 + Timeout * 60 - min(60, max(1, Timeout * 6))
@@ -237,7 +266,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func claimSweep(owner: String, lease: Duration) throws(SessionStoreError) -> Bool {
-        try write { () throws(SessionStoreError) -> Bool in
+        try write { connection throws(SessionStoreError) -> Bool in
         try connection.execute("""
             INSERT INTO ASPStateSweeper (Name, Owner, LeaseUntil) VALUES ('expiry', ?1, ?2 + ?3)
             ON CONFLICT (Name) DO UPDATE SET Owner = excluded.Owner, LeaseUntil = excluded.LeaseUntil
@@ -248,7 +277,7 @@ final class SQLiteSessionTable: SessionTableConnection {
     }
 
     func deleteExpired(limit: Int, withItems: Bool) throws(SessionStoreError) -> [ExpiredSession] {
-        let rows = try write { () throws(SessionStoreError) -> [[SQLiteConnection.Value]] in try connection.execute("""
+        let rows = try write { connection throws(SessionStoreError) -> [[SQLiteConnection.Value]] in try connection.execute("""
             DELETE FROM ASPStateTempSessions WHERE SessionId IN (
                 SELECT SessionId FROM ASPStateTempSessions WHERE Expires < ?1 ORDER BY Expires LIMIT ?2)
             RETURNING SessionId, CASE WHEN ?3 THEN SessionItemLong END
