@@ -36,6 +36,29 @@ struct RedisModeTests {
         // The keys are Microsoft's, under the application's virtual path.
         let id = try #require(browser.cookies["ASP.NET_SessionId"])
         #expect(try server.client().command("GET", "{/redis_\(id)}_SessionTimeout").text == "1200")
+
+        // A waiter on one worker is woken by the other's release: the release publishes (only
+        // because someone waits), and the waiting worker listens. Rounds until the two requests
+        // landed on different workers with the second waiting for the first.
+        let client = try server.client()
+        var crossed = false
+        for _ in 0..<6 where !crossed {
+            _ = try client.command("CONFIG", "RESETSTAT")
+            let (holder, others) = try SessionLockingTests.holdThen(
+                port: workers.fixture.port, holder: "/redis/probe?sleep=300&incr=w", cookie: browser.cookieHeader, others: ["/redis/probe?incr=w"])
+            let waiter = try ProbeAnswer(others[0])
+            guard waiter.worker != holder.worker else { continue }
+            crossed = true
+            #expect(waiter.tStart >= holder.tEnd, "the waiter ran while the holder held the session")
+            let stats = try client.command("INFO", "commandstats").text ?? ""
+            #expect(stats.firstMatch(of: /cmdstat_publish:calls=(\d+)/).flatMap { Int($0.1) }.map { $0 >= 1 } == true, "no release was published: \(stats)")
+            guard case .array(let subscribers) = try client.command("PUBSUB", "NUMSUB", "SessionHost.SessionRelease.0"), subscribers.count == 2 else {
+                Issue.record("no PUBSUB answer")
+                return
+            }
+            #expect((Int(subscribers[1].text ?? "") ?? 0) >= 1, "no worker listens for releases")
+        }
+        #expect(crossed, "the two requests never landed on different workers")
     }
 
     /// Redis killed while increments run: 503 with Retry-After (never 500, never a hang past
