@@ -1,6 +1,8 @@
+import Dispatch
 import Foundation
 import Locking
 import Logging
+import Synchronization
 import SessionState
 import WebConfiguration
 
@@ -18,12 +20,31 @@ final class OutOfProcessStores: Sendable {
     private let hasStartHandler: Bool
     private let logger: Logger
     private let stores = Locked<[SessionStoreSettings: Entry]>([:])
+    /// The entry of each memoised configuration (by `EffectiveConfiguration.identity`), so that
+    /// a request does not derive and hash its storage settings again; emptied whenever a store
+    /// is closed, and when it grows past `cacheLimit`.
+    private let byConfiguration = Locked<[ObjectIdentifier: Cached]>([:])
+    static let cacheLimit = 1024
     /// How long an unused store is kept.
     static let idleLifetime: Duration = .seconds(300)
 
-    private struct Entry {
-        var domain: SessionDomain
-        var lastUsed: ContinuousClock.Instant
+    private final class Entry: Sendable {
+        let domain: SessionDomain
+        /// `DispatchTime` nanoseconds of the last use (set without a lock by every request).
+        let lastUsed: Atomic<UInt64>
+
+        init(domain: SessionDomain, now: UInt64) {
+            self.domain = domain
+            lastUsed = Atomic(now)
+        }
+
+        func touch() { lastUsed.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
+    }
+
+    private struct Cached {
+        /// Kept alive so that its identity is not reused for other values.
+        var configuration: any AnyObject & Sendable
+        var entry: Entry
     }
 
     /// `onEnd`: the app's ASP.NET Session_End, for stores that raise it (the SQL store with
@@ -43,13 +64,16 @@ final class OutOfProcessStores: Sendable {
 
     /// The domain (and store) of `configuration`'s application; creates the store on first use.
     func domain(for configuration: EffectiveConfiguration) throws(SessionStoreError) -> SessionDomain {
+        let identity = ObjectIdentifier(configuration.identity)
+        if let entry = byConfiguration.withLock({ $0[identity]?.entry }) {
+            entry.touch()
+            return entry.domain
+        }
         let settings = Self.settings(configuration)
-        let now = ContinuousClock.now
-        if let domain = stores.withLock({ stores -> SessionDomain? in
-            stores[settings]?.lastUsed = now
-            return stores[settings]?.domain
-        }) {
-            return domain
+        if let entry = stores.withLock({ $0[settings] }) {
+            entry.touch()
+            remember(configuration, entry)
+            return entry.domain
         }
         guard let factory = factory(for: settings) else {
             // Configuration validation reports this with file and line; a request that gets
@@ -65,25 +89,40 @@ final class OutOfProcessStores: Sendable {
             throw SessionStoreError(.configuration, "The partition resolver type '\(settings.partitionResolverType)' is not registered with this app (SessionOptions.partitionResolvers).")
         }
         let domain = SessionDomain(name: "ASP.NET", store: store, queueLimit: queueLimit, hasStartHandler: hasStartHandler, onEnd: onEnd, logger: logger)
-        let kept = stores.withLock { stores -> SessionDomain in
+        let kept = stores.withLock { stores -> Entry in
             // Another thread may have made one meanwhile: keep the first.
-            if let existing = stores[settings] { return existing.domain }
-            stores[settings] = Entry(domain: domain, lastUsed: now)
-            return domain
+            if let existing = stores[settings] { return existing }
+            let entry = Entry(domain: domain, now: DispatchTime.now().uptimeNanoseconds)
+            stores[settings] = entry
+            return entry
         }
-        if kept !== domain { (store as? any ClosableSessionStateStore)?.close() }
-        logger.info("session-state store opened", metadata: ["mode": "\(settings.mode.rawValue)", "provider": "\(settings.providerType)"])
-        return kept
+        if kept.domain !== domain {
+            (store as? any ClosableSessionStateStore)?.close()
+        } else {
+            logger.info("session-state store opened", metadata: ["mode": "\(settings.mode.rawValue)", "provider": "\(settings.providerType)"])
+        }
+        remember(configuration, kept)
+        return kept.domain
+    }
+
+    private func remember(_ configuration: EffectiveConfiguration, _ entry: Entry) {
+        byConfiguration.withLock { cache in
+            if cache.count >= Self.cacheLimit { cache.removeAll() }
+            cache[ObjectIdentifier(configuration.identity)] = Cached(configuration: configuration.identity, entry: entry)
+        }
     }
 
     /// Closes the stores nobody used for `idleLifetime` (settings that a configuration change
     /// left behind).
-    func closeIdle(now: ContinuousClock.Instant = .now) {
+    func closeIdle(now: UInt64 = DispatchTime.now().uptimeNanoseconds) {
+        let limit = UInt64(Self.idleLifetime.components.seconds) * 1_000_000_000
         let idle = stores.withLock { stores -> [SessionDomain] in
-            let old = stores.filter { now - $0.value.lastUsed > Self.idleLifetime }
+            let old = stores.filter { now &- $0.value.lastUsed.load(ordering: .relaxed) > limit }
             for key in old.keys { stores[key] = nil }
             return old.values.map(\.domain)
         }
+        guard !idle.isEmpty else { return }
+        byConfiguration.withLock { $0.removeAll() }
         for domain in idle {
             (domain.store as? any ClosableSessionStateStore)?.close()
             logger.info("closed an unused session-state store")
@@ -102,6 +141,7 @@ final class OutOfProcessStores: Sendable {
             defer { stores = [:] }
             return stores.values.map(\.domain)
         }
+        byConfiguration.withLock { $0.removeAll() }
         for domain in all { (domain.store as? any ClosableSessionStateStore)?.close() }
     }
 

@@ -146,8 +146,10 @@ public struct SessionIDManager: Sendable {
 
     /// ASP.NET's `SessionIDManager`: 24 characters of `a–z0–5` (`ASPNETSessionID`).
     public static let builtIn = SessionIDManager(
-        typeName: "System.Web.SessionState.SessionIDManager", create: ASPNETSessionID.generate,
+        typeName: builtInTypeName, create: ASPNETSessionID.generate,
         validate: { ASPNETSessionID.normalize($0) == $0 }, decode: ASPNETSessionID.normalize)
+
+    static let builtInTypeName = "System.Web.SessionState.SessionIDManager"
 
     /// Whether `id` may travel in a cookie, a URL and a store key at all.
     public static func isSafe(_ id: String) -> Bool {
@@ -161,6 +163,8 @@ public struct SessionIDManager: Sendable {
     /// The ID an incoming cookie or URL value stands for: decoded, then checked by SessionHost
     /// and by the manager. Nil when it is none (never an error).
     public func incomingID(_ value: String) -> String? {
+        // The built-in manager's decoding already checks everything (and is on every request).
+        if typeName == Self.builtInTypeName { return ASPNETSessionID.normalize(value) }
         // A value far over the limit is not decoded at all.
         guard value.utf8.count <= 4 * ASPNETSessionID.maxLength, let id = decode(value), Self.isSafe(id), validate(id) else { return nil }
         return id

@@ -188,6 +188,11 @@ public struct EffectiveConfiguration: Sendable, Hashable {
 
     private var box: Box
 
+    /// The shared storage of these values: the same object for every request of a memoised URL
+    /// (until a change or a reload), so a consumer may cache what it derives from them under it
+    /// (keeping the object alive, so its identity is not reused).
+    package var identity: any AnyObject & Sendable { box }
+
     private mutating func change(_ body: (inout Values) -> Void) {
         var values = box.values
         body(&values)
