@@ -26,6 +26,18 @@ enum RedisReply: Sendable, Equatable {
         }
     }
 
+    /// What kind of reply it is, for messages (never its contents: they may be session data).
+    var kind: String {
+        switch self {
+        case .string(let bytes): "a string of \(bytes.count) bytes"
+        case .status(let text): "the status \(text.prefix(40))"
+        case .integer(let number): "the integer \(number)"
+        case .array(let elements): "an array of \(elements.count)"
+        case .null: "nil"
+        case .error(let message): "the error \(message.prefix(80))"
+        }
+    }
+
     var integer: Int? {
         switch self {
         case .integer(let number): number

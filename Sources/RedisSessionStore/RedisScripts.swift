@@ -31,11 +31,15 @@ enum RedisScripts {
         local clock = redis.call('TIME')
         local seconds = tonumber(clock[1]) + 62135596800 + tonumber(ARGV[1])
         local fraction = tonumber(clock[2]) * 10
+        -- The holder's age in ms; -1 only for a value that is not ticks. A holder whose clock
+        -- is ahead of this one (another machine, a step back of the clock) is 0 ms old.
         local function age(holder)
             if string.len(holder) < 8 or not string.match(holder, '^%d+$') then return -1 end
             local heldSeconds = tonumber(string.sub(holder, 1, -8))
             local heldFraction = tonumber(string.sub(holder, -7))
-            return (seconds - heldSeconds) * 1000 + math.floor((fraction - heldFraction) / 10000)
+            local held = (seconds - heldSeconds) * 1000 + math.floor((fraction - heldFraction) / 10000)
+            if held < 0 then return 0 end
+            return held
         end
         """ + slide
 

@@ -44,7 +44,9 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     private let utcOffset = Locked<(seconds: Int, until: ContinuousClock.Instant)>((0, .now))
     private let health = StoreHealth(
         outageMessage: "Unable to reach the Redis server of the session state store.", recoveryMessage: "the Redis session state server answers again")
-    private let signal = ReleaseSignal()
+    /// Lock values are local-time ticks, which need not grow (another machine's clock, the
+    /// end of daylight saving time): releases are matched by value, not by order.
+    private let signal = ReleaseSignal(orderedCookies: false)
     private let listener: RedisReleaseListener
     /// Kept idle connections (more are closed after use).
     static let maxIdleConnections = 64
@@ -196,7 +198,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         let ttl = Array(String(max(1, configuration.lockTimeout.components.seconds)).utf8)
         let reply = try run(script, keys: keys.all, arguments: [offset, ttl])
         guard case .array(let fields) = reply, let state = fields.first?.integer else {
-            throw SessionStoreError(.refused, "Redis answered a session read with \(reply)")
+            throw SessionStoreError(.refused, "Redis answered a session read with \(reply.kind)")
         }
         switch state {
         case 0:
@@ -204,12 +206,12 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         case 2:
             let holder = fields.count > 1 ? fields[1].text ?? "" : ""
             let age = fields.count > 2 ? fields[2].integer ?? -1 : -1
-            // A lock value that is not ticks (or from a clock far off) reads as very old, as in
-            // Microsoft's provider: the waiter breaks it after the execution timeout.
+            // A lock value that is not ticks reads as very old, as in Microsoft's provider: the
+            // waiter breaks it (a holder ahead of Redis's clock is 0 ms old, never broken early).
             let lockAge: Duration = age < 0 ? .seconds(365 * 86_400) : .milliseconds(age)
             return .locked(lockAge: lockAge, lockID: LockID(Int(holder) ?? 0))
         case 1:
-            guard fields.count >= 4, let blob = fields[2].bytes else { throw SessionStoreError(.refused, "Redis answered a session read with \(reply)") }
+            guard fields.count >= 4, let blob = fields[2].bytes else { throw SessionStoreError(.refused, "Redis answered a session read with an unexpected array") }
             let lockText = fields[1].text ?? ""
             let lockID = lockText.isEmpty ? nil : Int(lockText).map(LockID.init)
             let seconds = fields[3].integer ?? -1
@@ -291,6 +293,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
     /// Errors of a server that cannot serve now (loading its data, a replica, out of memory).
     private static func isTransient(_ message: String) -> Bool {
         ["LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "OOM"].contains { message.hasPrefix($0) }
+            || message.hasPrefix("ERR max number of clients reached")
     }
 
     private func giveBack(_ connection: RedisConnection) {
@@ -328,7 +331,9 @@ enum RedisSession {
             if let user = configuration.user { reply = try connection.command("AUTH", user, password) } else { reply = try connection.command("AUTH", password) }
             if case .error(let message) = reply {
                 // Redis's message names no secret ("WRONGPASS invalid username-password pair").
-                throw SessionStoreError(.unavailable, "Redis at \(connection.server) refused the credentials: \(message)")
+                // Wrong credentials are the settings' fault: 500 and the log, not a 503 that
+                // would suggest waiting (or, with throwOnError="false", empty sessions forever).
+                throw SessionStoreError(.refused, "Redis at \(connection.server) refused the credentials: \(message)")
             }
         }
         if configuration.databaseID != 0 {

@@ -122,11 +122,13 @@ public struct RedisStoreConfiguration: Sendable, Hashable {
         /// StackExchange.Redis's form: `host:port[,host:port…],password=…,ssl=…,defaultDatabase=N,
         /// connectTimeout=ms,syncTimeout=ms,user=…,abortConnect=…` (one endpoint only).
         mutating func readConnectionString(_ text: String, into configuration: inout RedisStoreConfiguration) {
+            // Messages never repeat a part of the string: a password with a comma in it would be
+            // split, and its pieces would look like servers or options.
             var endpoints: [RedisEndpoint] = []
-            for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            for (index, part) in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }).enumerated() where !part.isEmpty {
                 guard let equals = part.firstIndex(of: "=") else {
                     guard let endpoint = Self.endpoint(part) else {
-                        fail("connectionString", "The connectionString names the server '\(part)', which is not host:port.")
+                        fail("connectionString", "Part \(index + 1) of the connectionString is neither host:port nor an option (key=value).")
                         continue
                     }
                     endpoints.append(endpoint)
@@ -140,7 +142,7 @@ public struct RedisStoreConfiguration: Sendable, Hashable {
                     guard let database = Int(value), database >= 0 else { fail("connectionString", "defaultDatabase must be a number of 0 or more."); continue }
                     configuration.databaseID = database
                 case "connecttimeout", "synctimeout":
-                    guard let milliseconds = Int(value), milliseconds > 0 else { fail("connectionString", "\(part[..<equals]) must be a number of milliseconds."); continue }
+                    guard let milliseconds = Int(value), milliseconds > 0 else { fail("connectionString", "\(key == "connecttimeout" ? "connectTimeout" : "syncTimeout") must be a number of milliseconds."); continue }
                     if key == "connecttimeout" { configuration.connectionTimeout = .milliseconds(milliseconds) } else { configuration.operationTimeout = .milliseconds(milliseconds) }
                 case "ssl":
                     if value.lowercased() == "true" {
@@ -149,7 +151,7 @@ public struct RedisStoreConfiguration: Sendable, Hashable {
                 case "abortconnect", "allowadmin", "name", "connectretry", "keepalive", "resolvedns":
                     break  // StackExchange.Redis's client behaviour; nothing to do for a blocking client
                 default:
-                    fail("connectionString", "The connectionString option '\(part[..<equals])' is not supported here (supported: host:port, password, user, defaultDatabase, connectTimeout, syncTimeout, ssl=false).")
+                    fail("connectionString", "Part \(index + 1) of the connectionString is an option that is not supported here (supported: host:port, password, user, defaultDatabase, connectTimeout, syncTimeout, ssl=false, and StackExchange.Redis's client options abortConnect, allowAdmin, name, connectRetry, keepAlive, resolveDns).")
                 }
             }
             guard endpoints.count == 1, let endpoint = endpoints.first else {

@@ -72,7 +72,7 @@ final class OutOfProcessStores: Sendable {
         let settings = Self.settings(configuration)
         if let entry = stores.withLock({ $0[settings] }) {
             entry.touch()
-            remember(configuration, entry)
+            remember(configuration, settings, entry)
             return entry.domain
         }
         guard let factory = factory(for: settings) else {
@@ -101,12 +101,16 @@ final class OutOfProcessStores: Sendable {
         } else {
             logger.info("session-state store opened", metadata: ["mode": "\(settings.mode.rawValue)", "provider": "\(settings.providerType)"])
         }
-        remember(configuration, kept)
+        remember(configuration, settings, kept)
         return kept.domain
     }
 
-    private func remember(_ configuration: EffectiveConfiguration, _ entry: Entry) {
+    /// Caches `entry` for `configuration` if it is still the store of `settings`: checked under
+    /// the cache's lock, so a `closeIdle` that removed it meanwhile (and then empties the cache)
+    /// cannot leave a closed store cached.
+    private func remember(_ configuration: EffectiveConfiguration, _ settings: SessionStoreSettings, _ entry: Entry) {
         byConfiguration.withLock { cache in
+            guard stores.withLock({ $0[settings] === entry }) else { return }
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[ObjectIdentifier(configuration.identity)] = Cached(configuration: configuration.identity, entry: entry)
         }
@@ -117,7 +121,11 @@ final class OutOfProcessStores: Sendable {
     func closeIdle(now: UInt64 = DispatchTime.now().uptimeNanoseconds) {
         let limit = UInt64(Self.idleLifetime.components.seconds) * 1_000_000_000
         let idle = stores.withLock { stores -> [SessionDomain] in
-            let old = stores.filter { now &- $0.value.lastUsed.load(ordering: .relaxed) > limit }
+            // A request may touch an entry after `now` was read: that entry is not idle.
+            let old = stores.filter { entry in
+                let last = entry.value.lastUsed.load(ordering: .relaxed)
+                return now > last && now - last > limit
+            }
             for key in old.keys { stores[key] = nil }
             return old.values.map(\.domain)
         }

@@ -242,37 +242,16 @@ package final class SessionManager: Sendable {
             // Configuration validation reports this with file and line (500.19).
             return .respond(ErrorPage.response(.internalServerError, detail: "The session ID manager of this application is not registered."))
         }
-        let application = Self.applicationKey(configuration)
         let id = transport.incomingID(request, cookieName: settings.cookieName, manager: manager)
         let mode = Self.sessionMode(settings.mode)
-        let rule = ASPNETSession.timeoutRule(mode: mode)
-        let exclusive = access == .readWrite
-
+        let context = ASPNETAcquisition(
+            configuration: configuration, domain: domain, transport: transport, manager: manager, exclusive: access == .readWrite,
+            rule: ASPNETSession.timeoutRule(mode: mode))
         var held: Held
-        let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
-        if let id, let acquired = try acquire(SessionKey(application: application, id: id), domain: domain, exclusive: exclusive, configuration) {
-            if let acquired {
-                held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.contents(of: acquired, readOnly: !exclusive, rule: rule),
-                            lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive)
-            } else {
-                // The store is down and fails open: an empty session under the same ID, never
-                // written back over the stored one.
-                held = Held(domain: domain, key: SessionKey(application: application, id: id), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
-                            lockID: nil, storeHadItem: true, exclusive: exclusive, detached: true)
-            }
-        } else {
-            switch try newSession(request, configuration, domain: domain, transport: transport, incoming: id, manager: manager) {
-            case .redirect(let response): return .respond(response)
-            case .created(let sessionID):
-                held = Held(domain: domain, key: SessionKey(application: application, id: sessionID), contents: domain.newContents(timeout: timeout, readOnly: !exclusive, rule: rule),
-                            lockID: nil, storeHadItem: false, exclusive: exclusive)
-                if !transport.usesURL, sessionID != id {
-                    do { held.cookie = try Self.aspNetCookie(settings: settings, httpCookies: configuration.httpCookies, id: manager.outgoingValue(sessionID) ?? sessionID) } catch {
-                        // Configuration validation rejects such settings; if one slips through, say so.
-                        logger.error("the session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
-                    }
-                }
-            }
+        switch try holdASPNET(id, request, context) {
+        case .hold(let taken): held = taken
+        case .respond(let response): return .respond(response)
+        case .nothing: return .nothing
         }
         let session = ASPNETSession(contents: held.contents, sessionID: held.key.id, mode: mode, cookieMode: Self.cookieMode(settings.cookieless), isCookieless: transport.usesURL)
         if session.isNewSession, let start = options.onASPNETSessionStart {
@@ -281,6 +260,53 @@ package final class SessionManager: Sendable {
         request.session = session
         request.sessionUnavailable = nil
         return .hold(held)
+    }
+
+    /// What one request's ASP.NET session is acquired with.
+    private struct ASPNETAcquisition {
+        var configuration: EffectiveConfiguration
+        var domain: SessionDomain
+        var transport: IDTransport
+        var manager: SessionIDManager
+        var exclusive: Bool
+        var rule: (ClosedRange<Int>, @Sendable (Int) -> String)
+
+        var application: String { SessionManager.applicationKey(configuration) }
+        var timeout: Int {
+            Int(min(configuration.sessionState.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
+        }
+    }
+
+    /// The session under the request's ID (`id`), an empty one that is never saved when the
+    /// store fails open, or a new one (with its cookie, or the redirect that puts its ID in the
+    /// URL).
+    private func holdASPNET(_ id: String?, _ request: Request, _ context: ASPNETAcquisition) throws(SessionDomain.AcquireError) -> DomainOutcome {
+        let (domain, exclusive, rule, application) = (context.domain, context.exclusive, context.rule, context.application)
+        if let id, let acquired = try acquire(SessionKey(application: application, id: id), domain: domain, exclusive: exclusive, context.configuration) {
+            let key = SessionKey(application: application, id: id)
+            guard let acquired else {
+                // The store is down and fails open: an empty session under the same ID, never
+                // written back over the stored one.
+                return .hold(Held(domain: domain, key: key, contents: domain.newContents(timeout: context.timeout, readOnly: !exclusive, rule: rule),
+                                  lockID: nil, storeHadItem: true, exclusive: exclusive, detached: true))
+            }
+            return .hold(Held(domain: domain, key: key, contents: domain.contents(of: acquired, readOnly: !exclusive, rule: rule),
+                              lockID: acquired.lockID, storeHadItem: true, exclusive: exclusive))
+        }
+        switch try newSession(request, context.configuration, domain: domain, transport: context.transport, incoming: id, manager: context.manager) {
+        case .redirect(let response): return .respond(response)
+        case .created(let sessionID):
+            var held = Held(domain: domain, key: SessionKey(application: application, id: sessionID),
+                            contents: domain.newContents(timeout: context.timeout, readOnly: !exclusive, rule: rule), lockID: nil, storeHadItem: false, exclusive: exclusive)
+            if !context.transport.usesURL, sessionID != id {
+                let settings = context.configuration.sessionState
+                do { held.cookie = try Self.aspNetCookie(settings: settings, httpCookies: context.configuration.httpCookies, id: context.manager.outgoingValue(sessionID) ?? sessionID) } catch {
+                    // Configuration validation rejects such settings; if one slips through, say so.
+                    logger.error("the session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
+                }
+            }
+            return .hold(held)
+        }
     }
 
     /// Acquires `key`: `.some(nil)` when the store is down or slow and fails open

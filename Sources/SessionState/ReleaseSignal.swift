@@ -13,13 +13,18 @@ package final class ReleaseSignal: @unchecked Sendable {
     /// Each session's last release seen: the lock cookie released, and when (pruned to the last
     /// minute when the table grows).
     private var recent: [String: Release] = [:]
+    /// Whether a later holder always has a larger cookie (PostgreSQL's and SQLite's counters):
+    /// then a release of a later holder also means the earlier one's lock is gone. Without that
+    /// (Redis's lock values are local-time ticks) releases are matched by value.
+    private let orderedCookies: Bool
 
     package struct Release {
         package var cookie: Int
         package var at: ContinuousClock.Instant
     }
 
-    package init() {
+    package init(orderedCookies: Bool = true) {
+        self.orderedCookies = orderedCookies
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -41,7 +46,7 @@ package final class ReleaseSignal: @unchecked Sendable {
         let now = ContinuousClock.now
         pthread_mutex_lock(mutex)
         if recent.count > 10_000 { recent = recent.filter { now - $0.value.at < .seconds(60) } }
-        for release in releases where (recent[release.id]?.cookie ?? .min) <= release.cookie {
+        for release in releases where !orderedCookies || (recent[release.id]?.cookie ?? .min) <= release.cookie {
             recent[release.id] = Release(cookie: release.cookie, at: now)
         }
         pthread_cond_broadcast(condition)
@@ -55,12 +60,15 @@ package final class ReleaseSignal: @unchecked Sendable {
         return recent[id]
     }
 
-    /// Returns when the lock `holder` of `id` (or a later one) is released, or at `deadline`.
+    /// Returns when the lock `holder` of `id` (or, with ordered cookies, a later one) is
+    /// released, or at `deadline`. Without ordered cookies, any release of `id` after the wait
+    /// began also ends it (the caller looks again).
     package func wait(for id: String, holder: Int, until deadline: ContinuousClock.Instant) {
+        let start = ContinuousClock.now
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while ContinuousClock.now < deadline {
-            if let last = recent[id], last.cookie >= holder { return }
+            if let last = recent[id], orderedCookies ? last.cookie >= holder : last.cookie == holder || last.at >= start { return }
             var limit = Self.monotonicTime(after: deadline - .now)
             pthread_cond_timedwait(condition, mutex, &limit)
         }

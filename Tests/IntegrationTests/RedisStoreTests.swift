@@ -42,10 +42,12 @@ struct RedisStoreTests {
         let client = try server.client()
         _ = try client.command("SELECT", "3")
         #expect((try client.command("DBSIZE")) != .integer(0))
-        // A wrong password is an outage whose message carries no password.
+        // A wrong password is the settings' fault (500, not a 503 that suggests waiting), and
+        // the message carries no password.
         let wrong = Self.store(server) { $0.password = "not-it"; $0.retryTimeout = .zero }
         let error = #expect(throws: SessionStoreError.self) { _ = try wrong.getItem(SessionKey(application: Self.application, id: ASPNETSessionID.generate())) }
-        #expect(error?.isTransient == true)
+        #expect(error?.kind == .refused)
+        #expect(error?.message.contains("refused the credentials") == true)
         #expect(error?.message.contains("not-it") == false)
     }
 

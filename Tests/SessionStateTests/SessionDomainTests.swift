@@ -358,3 +358,37 @@ struct SessionDomainReleaseTests {
         #expect(end.items["k"].map { same($0, .int(5)) } == true)
     }
 }
+
+/// Wake-ups of lock waiters by cookie: ordered (a later holder's release frees earlier waiters)
+/// and unordered (Redis's tick values: only the holder's own release, or any release after the
+/// wait began).
+struct ReleaseSignalTests {
+    @Test func orderedCookiesFreeEarlierHolders() {
+        let signal = ReleaseSignal()
+        signal.released([(id: "s", cookie: 200)])
+        let start = ContinuousClock.now
+        signal.wait(for: "s", holder: 100, until: .now + .seconds(30))
+        #expect(ContinuousClock.now - start < .seconds(29))
+        // An older release arriving late does not replace the newer one.
+        signal.released([(id: "s", cookie: 50)])
+        #expect(signal.lastRelease(of: "s")?.cookie == 200)
+    }
+
+    @Test func unorderedCookiesMatchByValue() {
+        let signal = ReleaseSignal(orderedCookies: false)
+        signal.released([(id: "s", cookie: 200)])
+        // An earlier release of a larger value is not this holder's: it waits, until its own.
+        let releaser = Thread {
+            Thread.sleep(forTimeInterval: 0.05)
+            signal.released([(id: "s", cookie: 100)])
+        }
+        releaser.start()
+        let start = ContinuousClock.now
+        signal.wait(for: "s", holder: 100, until: .now + .seconds(30))
+        #expect(ContinuousClock.now - start < .seconds(29))
+        #expect(signal.lastRelease(of: "s")?.cookie == 100)
+        // Not ordered: a smaller value replaces a larger one.
+        signal.released([(id: "s", cookie: 7)])
+        #expect(signal.lastRelease(of: "s")?.cookie == 7)
+    }
+}
