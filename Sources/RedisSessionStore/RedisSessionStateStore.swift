@@ -46,7 +46,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         outageMessage: "Unable to reach the Redis server of the session state store.", recoveryMessage: "the Redis session state server answers again")
     /// Lock values are local-time ticks, which need not grow (another machine's clock, the
     /// end of daylight saving time): releases are matched by value, not by order.
-    private let signal = ReleaseSignal(orderedCookies: false)
+    let signal = ReleaseSignal(orderedCookies: false)
     private let listener: RedisReleaseListener
     /// Kept idle connections (more are closed after use).
     static let maxIdleConnections = 64

@@ -193,11 +193,15 @@ struct RedisStoreTests {
             do { try holderWorker.releaseItemExclusive(key, lockID: lock) } catch { Issue.record("\(error)") }
         }
         releaser.start()
-        let start = ContinuousClock.now
         waiterWorker.waitForRelease(key, lockID: lock, deadline: .now + .seconds(30))
-        let waited = ContinuousClock.now - start
-        // The poll would end the wait at 500 ms; the wake-up comes right after the release.
-        #expect(waited < .milliseconds(450), "waited \(waited)")
+        // The waiting worker heard of the other's release through pub/sub (its own signal
+        // learns of no other way), so its wait ended at the release, not at the 500 ms poll.
+        var heard = false
+        for _ in 0..<100 where !heard {
+            heard = waiterWorker.signal.lastRelease(of: "/shop_\(key.id)")?.cookie == lock.rawValue
+            if !heard { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(heard, "the release was not heard by the waiting worker")
         // Exactly one message reached a subscriber: the release that had a waiter.
         let message = try subscriber.command("PING")
         #expect(message == .array([.string(Array("message".utf8)), .string(Array(holderWorker.channel.utf8)), .string(Array("/shop_\(key.id) \(lock.rawValue)".utf8))]))
