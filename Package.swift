@@ -169,7 +169,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The host: request/response API, routing, error pages, lifecycle.
+        // The host: request/response API, routing, error pages, lifecycle, the access log (whose
+        // session hashes use swift-crypto's SHA-256).
         .target(
             name: "SessionHost",
             dependencies: [
@@ -177,6 +178,7 @@ let package = Package(
                 "Locking",
                 "WebConfiguration",
                 "SessionState",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

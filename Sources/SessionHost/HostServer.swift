@@ -28,6 +28,9 @@ public struct HostConfiguration: Sendable {
     /// Most segments a decoded request path may have; more get 414. http.sys's
     /// `UrlSegmentMaxCount` default.
     public var maxURLSegments: Int
+    /// One access line per request at `info` (`--access-log`): nginx's combined format, then the
+    /// ASP.NET session (a hash of its ID, never the ID), the request id and the duration.
+    public var accessLog = false
     /// A pause before each path of the startup configuration check (tests slow the check with
     /// it to show that the worker serves meanwhile).
     package var startupCheckPause: Duration = .zero
@@ -140,17 +143,39 @@ public final class HostServer: Service, Sendable {
     /// Dispatches one request and writes its response. Runs on a worker thread.
     func respond(to fastCGI: FastCGIRequest, writer: inout FastCGIResponseWriter) {
         let id = requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let start = logger.logLevel <= .debug ? ContinuousClock.now : nil
-        let response: Response
-        let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
+        let timed = configuration.accessLog || logger.logLevel <= .debug
+        let start = timed ? ContinuousClock.now : nil
         let uri = fastCGI.params["REQUEST_URI"] ?? "-"
+        let outcome = dispatch(fastCGI, id: id, uri: uri)
+        let status = write(outcome.response, to: &writer, request: id, uri: uri)
+        guard let start else { return }
+        let elapsed = (ContinuousClock.now - start).components
+        let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+        if configuration.accessLog {
+            logger.info("\(AccessLogLine({ fastCGI.params[$0] }, status: status.code, bytes: writer.bytesWritten, sessionID: outcome.sessionID, request: id, milliseconds: milliseconds))")
+        } else {
+            let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
+            logger.debug("\(method) \(uri.prefix(200)) \(status.code) \(writer.bytesWritten)B \(milliseconds.formatted(.number.precision(.fractionLength(3))))ms\(outcome.note.map { " " + $0 } ?? "")", metadata: ["request": "\(id)"])
+        }
+    }
+
+    /// What a request was answered with, and what its access line needs.
+    private struct Dispatched {
+        var response: Response
+        /// The ASP.NET session the request had, if any.
+        var sessionID: String?
+        /// Why it was answered early (debug lines).
+        var note: String?
+    }
+
+    /// Routes the request and runs its handler with its sessions.
+    private func dispatch(_ fastCGI: FastCGIRequest, id: UInt64, uri: String) -> Dispatched {
+        let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
         do {
             var request = try Request(fastCGI)
             if let excess = urlLimitExceeded(request) {
                 logger.info("request path over the limit", metadata: ["request": "\(id)", "reason": "\(excess)"])
-                let status = write(ErrorPage.response(.uriTooLong, detail: "The request address is longer than this server accepts."), to: &writer, request: id, uri: uri)
-                logger.debug("\(method) \(uri.prefix(200)) \(status.code) path over the limit", metadata: ["request": "\(id)"])
-                return
+                return Dispatched(response: ErrorPage.response(.uriTooLong, detail: "The request address is longer than this server accepts."), note: "path over the limit")
             }
             let site = request.cgiParams["SESSIONHOST_SITE"].map { Int($0).map(SiteSelector.id) ?? .name($0) } ?? configuration.site
             switch settings(for: &request, site: site) {
@@ -161,40 +186,30 @@ public final class HostServer: Service, Sendable {
                 // The store logged the errors when it read them.
                 let details = configuration.configurationErrorDetails
                 let show = details == .everyone || (details == .localRequests && Self.isLoopback(request.remoteAddress))
-                response = ErrorPage.configurationError(errors, details: show, reference: id)
-                let status = write(response, to: &writer, request: id, uri: uri)
-                logger.debug("\(method) \(uri) \(status.code) configuration error", metadata: ["request": "\(id)"])
-                return
+                return Dispatched(response: ErrorPage.configurationError(errors, details: show, reference: id), note: "configuration error")
             }
-            if let route = routes.route(for: request.path) {
-                switch sessions.begin(&request, needs: route.sessions, requestID: id) {
-                case .respond(let early):
-                    response = early
-                case .proceed(let ticket):
-                    do {
-                        let answer = try run(route.handler, request)
-                        response = sessions.end(ticket, response: answer, failed: false, requestID: id) ?? answer
-                    } catch {
-                        // The handler failed: its session changes are discarded, locks released.
-                        sessions.end(ticket, response: nil, failed: true, requestID: id)
-                        throw error
-                    }
+            guard let route = routes.route(for: request.path) else {
+                return Dispatched(response: ErrorPage.response(.notFound, detail: "There is nothing at this address."))
+            }
+            switch sessions.begin(&request, needs: route.sessions, requestID: id) {
+            case .respond(let early):
+                return Dispatched(response: early, sessionID: request.session?.sessionID)
+            case .proceed(let ticket):
+                do {
+                    let answer = try run(route.handler, request)
+                    return Dispatched(response: sessions.end(ticket, response: answer, failed: false, requestID: id) ?? answer, sessionID: request.session?.sessionID)
+                } catch {
+                    // The handler failed: its session changes are discarded, locks released.
+                    sessions.end(ticket, response: nil, failed: true, requestID: id)
+                    throw error
                 }
-            } else {
-                response = ErrorPage.response(.notFound, detail: "There is nothing at this address.")
             }
         } catch let error as RequestError {
             logger.info("bad request", metadata: ["request": "\(id)", "uri": "\(uri)", "reason": "\(error)"])
-            response = ErrorPage.response(.badRequest, detail: "The request address is malformed.")
+            return Dispatched(response: ErrorPage.response(.badRequest, detail: "The request address is malformed."))
         } catch {
             logger.error("handler failed", metadata: ["request": "\(id)", "method": "\(method)", "uri": "\(uri)", "error": "\(String(reflecting: error))"])
-            response = ErrorPage.response(.internalServerError, detail: "The server could not complete this request.", reference: id)
-        }
-        let status = write(response, to: &writer, request: id, uri: uri)
-        if let start {
-            let elapsed = (ContinuousClock.now - start).components
-            let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
-            logger.debug("\(method) \(uri) \(status.code) \(writer.bytesWritten)B \(milliseconds.formatted(.number.precision(.fractionLength(3))))ms", metadata: ["request": "\(id)"])
+            return Dispatched(response: ErrorPage.response(.internalServerError, detail: "The server could not complete this request.", reference: id))
         }
     }
 

@@ -124,6 +124,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug (one line per request), info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    @Flag(name: .customLong("access-log"), help: "Log one line per request at info: nginx's combined format, then a hash of the ASP.NET session ID (never the ID), the request id and the duration.")
+    var accessLog = false
+
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be between 1 and 4096") }
         if let activeThreads, activeThreads < 1 || activeThreads > threads {
@@ -203,6 +206,7 @@ struct ServeCommand: ParsableCommand {
             maxURLSegments: maxURLSegments
         )
         configuration.startupCheckPause = .milliseconds(Int(startupCheckPause * 1000))
+        configuration.accessLog = accessLog
         var sessions = sessions
         sessions.queueLimitPerSession = sessionQueueLimit
         let host = HostServer(configuration: configuration, routes: routes, sessions: sessions, logger: logger)

@@ -582,6 +582,34 @@ struct SessionTests {
         #expect(try browser.probe("/probe").asp?.timeout == 15)
     }
 
+    // MARK: Access log
+
+    /// `--access-log`: one line per request at info, with a hash of the session ID (never the
+    /// ID), the request id and the duration; early answers (404) have lines too.
+    @Test func theAccessLogHasOneLinePerRequest() throws {
+        let tree = try SessionTree()
+        let fixture = try Fixture.sessions(tree, arguments: ["--access-log"])
+        defer { fixture.finish() }
+        let browser = Browser(fixture)
+        let answer = try browser.probe("/probe?set=a&v=1")
+        let id = try #require(answer.aspNet?.id)
+        #expect(try fixture.get("/no-such-page").status == 404)
+        try fixture.waitUntil("both access lines are logged") { fixture.workerLog.contains("\"GET /no-such-page HTTP/1.1\" 404") }
+        let lines = fixture.workerLog.split(separator: "\n").filter { $0.contains("request=") && $0.contains("duration=") }
+        let probe = try #require(lines.first { $0.contains("\"GET /probe?set=a&v=1 HTTP/1.1\" 200") }, "\(lines)")
+        #expect(probe.contains(" info "), "\(probe)")
+        let hash = try #require(probe.firstMatch(of: /session=([0-9a-f]{16})/).map { String($0.1) })
+        #expect(probe.firstMatch(of: /127\.0\.0\.1 - - \[[^\]]+\] "GET/) != nil, "\(probe)")
+        #expect(probe.firstMatch(of: /request=\d+ duration=\d+\.\d{3}ms/) != nil, "\(probe)")
+        #expect(!fixture.workerLog.contains(id), "the raw session ID reached the log")
+        // The same session's next request carries the same hash.
+        _ = try browser.probe("/probe?get=a")
+        try fixture.waitUntil("the second probe's line is logged") { fixture.workerLog.contains("\"GET /probe?get=a HTTP/1.1\" 200") }
+        let second = try #require(fixture.workerLog.split(separator: "\n").first { $0.contains("\"GET /probe?get=a HTTP/1.1\"") })
+        #expect(second.contains("session=\(hash)"))
+        #expect(fixture.workerLog.split(separator: "\n").first { $0.contains("/no-such-page") }?.contains("session=-") == true)
+    }
+
     // MARK: Unsupported modes
 
     /// A store the app does not link, and settings its store cannot use, are configuration
