@@ -138,7 +138,9 @@ struct SQLServerModeTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let connectionString = "sqlite:\(folder.appending(path: "later.db").path)"
-        let fixture = try Fixture.sessions(try Self.tree(connectionString))
+        // Kept: a SessionTree removes its folder when released, under the running worker.
+        let tree = try Self.tree(connectionString)
+        let fixture = try Fixture.sessions(tree)
         defer { fixture.finish() }
         let browser = Browser(fixture)
         let reply = try browser.get("/sql/probe?set=a&v=1")
