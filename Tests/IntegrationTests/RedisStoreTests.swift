@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Logging
 import SessionState
 import SessionStateTesting
@@ -227,6 +228,38 @@ struct RedisStoreTests {
         let again = SessionKey(application: Self.application, id: ASPNETSessionID.generate())
         try store.setAndReleaseItemExclusive(again, data: SessionStateStoreData(timeout: 20), lockID: nil, newItem: true)
         guard case .found = try store.getItem(again) else { Issue.record("no recovery"); return }
+    }
+
+    /// A server that accepts and never answers: a timeout (503 upstream) within the operation
+    /// timeout. One that answers with bytes that are not RESP: refused (500), not a hang.
+    @Test func hungAndGarbledServersFailCleanly() throws {
+        let key = SessionKey(application: Self.application, id: ASPNETSessionID.generate())
+        let hung = Sockets.silentListener()
+        defer { close(hung.fd) }
+        let silent = RedisSessionStateStore(
+            configuration: RedisStoreConfiguration(endpoint: .tcp(host: "127.0.0.1", port: hung.port), operationTimeout: .milliseconds(300), retryTimeout: .zero),
+            logger: Self.logger)
+        let start = ContinuousClock.now
+        let timeout = #expect(throws: SessionStoreError.self) { _ = try silent.getItemExclusive(key) }
+        #expect(timeout?.kind == .timeout, "\(String(describing: timeout))")
+        #expect(ContinuousClock.now - start < .seconds(10))
+
+        let garbled = Sockets.silentListener()
+        defer { close(garbled.fd) }
+        let server = Thread {
+            let client = accept(garbled.fd, nil, nil)
+            guard client >= 0 else { return }
+            var request = [UInt8](repeating: 0, count: 4096)
+            _ = recv(client, &request, request.count, 0)
+            _ = "@@ not redis\r\n".withCString { send(client, $0, strlen($0), 0) }
+            close(client)
+        }
+        server.start()
+        let bad = RedisSessionStateStore(
+            configuration: RedisStoreConfiguration(endpoint: .tcp(host: "127.0.0.1", port: garbled.port), operationTimeout: .seconds(2), retryTimeout: .zero),
+            logger: Self.logger)
+        let refused = #expect(throws: SessionStoreError.self) { _ = try bad.getItemExclusive(key) }
+        #expect(refused?.kind == .refused, "\(String(describing: refused))")
     }
 }
 
