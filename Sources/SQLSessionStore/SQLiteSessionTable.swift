@@ -71,6 +71,7 @@ final class SQLiteWriter: Sendable {
 
     /// Runs a write (a statement or a short transaction) holding this process's write turn; a
     /// connection that broke is replaced first.
+    @discardableResult
     func write<T>(_ body: (SQLiteConnection) throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
         try connection.withLock { (current: inout SQLiteConnection?) throws(SessionStoreError) -> T in
             if current?.isUsable != true { current = try open() }
@@ -92,6 +93,7 @@ final class SQLiteSessionTable: SessionTableConnection {
         self.writer = writer
     }
 
+    @discardableResult
     private func write<T>(_ body: (SQLiteConnection) throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
         try writer.write(body)
     }

@@ -173,6 +173,8 @@ public final class HostServer: Service, Sendable {
         let method = fastCGI.params["REQUEST_METHOD"] ?? "-"
         do {
             var request = try Request(fastCGI)
+            request.id = id
+            request.hostLogger = logger
             if let excess = urlLimitExceeded(request) {
                 logger.info("request path over the limit", metadata: ["request": "\(id)", "reason": "\(excess)"])
                 return Dispatched(response: ErrorPage.response(.uriTooLong, detail: "The request address is longer than this server accepts."), note: "path over the limit")
@@ -188,8 +190,15 @@ public final class HostServer: Service, Sendable {
                 let show = details == .everyone || (details == .localRequests && Self.isLoopback(request.remoteAddress))
                 return Dispatched(response: ErrorPage.configurationError(errors, details: show, reference: id), note: "configuration error")
             }
-            guard let route = routes.route(for: request.path) else {
+            let route: Routes.Route
+            switch routes.match(request.path, method: request.method) {
+            case .route(let found): route = found
+            case .notFound:
                 return Dispatched(response: ErrorPage.response(.notFound, detail: "There is nothing at this address."))
+            case .methodNotAllowed(let allowed):
+                var page = ErrorPage.response(.methodNotAllowed, detail: "This address does not accept \(request.method) requests.")
+                page.headers[.allow] = allowed.joined(separator: ", ")
+                return Dispatched(response: page, note: "method not allowed")
             }
             switch sessions.begin(&request, needs: route.sessions, requestID: id) {
             case .respond(let early):
@@ -207,9 +216,39 @@ public final class HostServer: Service, Sendable {
         } catch let error as RequestError {
             logger.info("bad request", metadata: ["request": "\(id)", "uri": "\(uri)", "reason": "\(error)"])
             return Dispatched(response: ErrorPage.response(.badRequest, detail: "The request address is malformed."))
+        } catch let error as any HTTPResponseError {
+            return Dispatched(response: answer(error, id: id, method: method, uri: uri), note: "handler threw \(error.status.code)")
         } catch {
             logger.error("handler failed", metadata: ["request": "\(id)", "method": "\(method)", "uri": "\(uri)", "error": "\(String(reflecting: error))"])
             return Dispatched(response: ErrorPage.response(.internalServerError, detail: "The server could not complete this request.", reference: id))
+        }
+    }
+
+    /// The page of an error that picks its status: a client error is the handler's answer
+    /// (logged at debug); a server error is logged as a failure, and its page has a reference.
+    private func answer(_ error: any HTTPResponseError, id: UInt64, method: String, uri: String) -> Response {
+        let serverError = error.status.kind == .serverError
+        if serverError {
+            logger.error("handler failed", metadata: ["request": "\(id)", "method": "\(method)", "uri": "\(uri)", "error": "\(String(reflecting: error))"])
+        } else {
+            logger.debug("handler answered \(error.status.code)", metadata: ["request": "\(id)", "error": "\(String(reflecting: error))"])
+        }
+        var page = ErrorPage.response(error.status, detail: error.message ?? Self.sentence(for: error.status), reference: serverError ? id : nil)
+        for field in error.headers { page.headers[fields: field.name] = [field] }
+        return page
+    }
+
+    /// What an error page says when the error brings no message.
+    static func sentence(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: "The request is not valid."
+        case 401: "Authentication is required."
+        case 403: "Access to this address is not allowed."
+        case 404: "There is nothing at this address."
+        case 409: "The request conflicts with the current state of the resource."
+        case 503: "The service is unavailable right now."
+        case 500..<600: "The server could not complete this request."
+        default: status.reasonPhrase + "."
         }
     }
 

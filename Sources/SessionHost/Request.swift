@@ -1,6 +1,7 @@
 public import FastCGI
 public import SessionState
 public import HTTPTypes
+public import Logging
 public import WebConfiguration
 
 /// An HTTP request as the web server passed it on.
@@ -17,6 +18,19 @@ public struct Request: Sendable {
     /// The undecoded query string, without `?`.
     public let queryString: String
     public let body: [UInt8]
+    /// This request's number in the worker: the reference its error pages show ("Reference:
+    /// request 42") and the `request` field of the access log and of every log line about it.
+    public internal(set) var id: UInt64 = 0
+    /// The host's logger with this request's `request` id in its metadata: what a handler logs
+    /// can be found next to the host's lines about the same request.
+    public var logger: Logger {
+        var logger = hostLogger
+        logger[metadataKey: "request"] = "\(id)"
+        return logger
+    }
+    var hostLogger = Request.detachedLogger
+    /// The logger of a request built outside a running host (tests).
+    static let detachedLogger = Logger(label: "sessionhost.request")
     /// The client address as the web server saw it (`REMOTE_ADDR`).
     public let remoteAddress: String
     /// Whether the client connected over TLS (nginx's `HTTPS` parameter is `on`).
@@ -33,10 +47,10 @@ public struct Request: Sendable {
     public internal(set) var session: ASPNETSession?
     /// The classic ASP session, when the handler asked for one and `asp/session/@allowSessionState`
     /// is true for the URL's folder.
-    public internal(set) var aspSession: ASPSession?
-    /// Why `session` / `aspSession` is nil.
+    public internal(set) var classicSession: ClassicASPSession?
+    /// Why `session` / `classicSession` is nil.
     var sessionUnavailable: String? = "The handler did not ask for the ASP.NET session (routes: sessions: .aspNet(.readWrite) or .readOnly)."
-    var aspSessionUnavailable: String? = "The handler did not ask for the classic ASP session (routes: sessions: SessionRequirements(classicASP: true))."
+    var classicSessionUnavailable: String? = "The handler did not ask for the classic ASP session (routes: sessions: .classic)."
     /// The cookieless segment the URL carried, stripped from `path`.
     var cookieless: CookielessData?
     /// The store the configuration came from (the test worker reports its statistics).
@@ -116,9 +130,9 @@ public struct Request: Sendable {
 
     /// The classic ASP session, or an error saying why there is none (e.g. `allowSessionState`
     /// is false for this folder).
-    public func requireASPSession() throws(SessionUnavailable) -> ASPSession {
-        guard let aspSession else { throw SessionUnavailable(reason: aspSessionUnavailable ?? "No classic ASP session.") }
-        return aspSession
+    public func requireClassicSession() throws(SessionUnavailable) -> ClassicASPSession {
+        guard let classicSession else { throw SessionUnavailable(reason: classicSessionUnavailable ?? "No classic ASP session.") }
+        return classicSession
     }
 
     /// `path` with this request's cookieless segment inserted after the application path

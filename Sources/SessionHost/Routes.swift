@@ -1,6 +1,16 @@
+public import HTTPTypes
 public import SessionState
+
 /// Handlers by path: exact paths first, then the longest matching prefix. Each handler says what
-/// it needs of the two session domains (nothing, unless told).
+/// it needs of the two session domains (nothing, unless told) and, optionally, which HTTP
+/// methods it serves; groups give the routes in them a common path, session needs and methods.
+///
+/// ```swift
+/// routes.group("/shop", sessions: .aspNet(.readOnly)) { shop in
+///     shop.prefix("/cart", sessions: .aspNet(.readWrite)) { request in … }
+///     shop.exact("/order", methods: [.post]) { request in … }
+/// }
+/// ```
 public struct Routes: Sendable {
     public typealias SyncHandler = @Sendable (Request) throws -> Response
     public typealias AsyncHandler = @Sendable (Request) async throws -> Response
@@ -15,80 +25,177 @@ public struct Routes: Sendable {
     struct Route: Sendable {
         var handler: Handler
         var sessions: SessionRequirements
+        /// The methods served; nil: all of them.
+        var methods: Set<HTTPRequest.Method>?
+
+        func serves(_ method: String) -> Bool {
+            guard let methods else { return true }
+            // A GET handler answers HEAD too (the web server drops the body).
+            return methods.contains { $0.rawValue == method || (method == "HEAD" && $0 == .get) }
+        }
     }
 
-    private var exact: [String: Route] = [:]
+    /// What a path and method lead to.
+    enum Match {
+        case route(Route)
+        /// The path is served, but not with this method: 405 with these in `Allow`.
+        case methodNotAllowed(allowed: [String])
+        case notFound
+    }
+
+    /// The handlers of one path (or prefix, or name), by method; the last added that serves a
+    /// method wins.
+    struct Entry: Sendable {
+        var routes: [Route] = []
+
+        mutating func add(_ route: Route) {
+            if route.methods == nil {
+                routes.removeAll()
+            } else {
+                routes.removeAll { $0.methods == route.methods }
+            }
+            routes.append(route)
+        }
+
+        func match(_ method: String) -> Match {
+            if let route = routes.last(where: { $0.serves(method) }) { return .route(route) }
+            var allowed = Set(routes.flatMap { $0.methods ?? [] }.map(\.rawValue))
+            if allowed.contains("GET") { allowed.insert("HEAD") }
+            return .methodNotAllowed(allowed: allowed.sorted())
+        }
+    }
+
+    /// A segment of prefix routes, longest first.
+    struct PrefixEntry: Sendable {
+        var prefix: String
+        var entry: Entry
+    }
+
+    private var exact: [String: Entry] = [:]
     /// By last path segment, as IIS maps handlers by file name.
-    private var named: [String: Route] = [:]
+    private var named: [String: Entry] = [:]
     /// Longest first, so the most specific prefix wins.
-    private var prefixes: [(prefix: String, route: Route)] = []
+    private var prefixes: [PrefixEntry] = []
+    /// Inside `group`: the group's path, session needs and methods.
+    private var base = ""
+    private var groupSessions: SessionRequirements = []
+    private var groupMethods: Set<HTTPRequest.Method>?
 
     public init() {}
 
-    /// Serves exactly `path` (e.g. `/`, `/about`).
-    public mutating func exact(_ path: String, sessions: SessionRequirements = .none, _ handler: @escaping SyncHandler) {
-        exact[path] = Route(handler: .sync(handler), sessions: sessions)
+    /// Serves exactly `path` (e.g. `/`, `/about`), below the group's path in a group.
+    public mutating func exact(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
+        exact[base + path, default: Entry()].add(route(.sync(handler), methods, sessions))
     }
 
-    public mutating func exact(_ path: String, sessions: SessionRequirements = .none, _ handler: @escaping AsyncHandler) {
-        exact[path] = Route(handler: .async(handler), sessions: sessions)
+    public mutating func exact(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
+        exact[base + path, default: Entry()].add(route(.async(handler), methods, sessions))
     }
 
     /// Serves every path whose last segment is `name`, in any folder: `probe` matches `/probe`,
     /// `/a/b/probe`. Exact paths take precedence; these take precedence over prefixes.
-    public mutating func named(_ name: String, sessions: SessionRequirements = .none, _ handler: @escaping SyncHandler) {
-        named[name] = Route(handler: .sync(handler), sessions: sessions)
+    public mutating func named(_ name: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
+        named[name, default: Entry()].add(route(.sync(handler), methods, sessions))
     }
 
-    public mutating func named(_ name: String, sessions: SessionRequirements = .none, _ handler: @escaping AsyncHandler) {
-        named[name] = Route(handler: .async(handler), sessions: sessions)
+    public mutating func named(_ name: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
+        named[name, default: Entry()].add(route(.async(handler), methods, sessions))
     }
 
     /// Serves `prefix` and every path below it, segment-wise: `/docs` matches `/docs`,
     /// `/docs/` and `/docs/a`, not `/docsx`. `/` matches everything.
-    public mutating func prefix(_ prefix: String, sessions: SessionRequirements = .none, _ handler: @escaping SyncHandler) {
-        addPrefix(prefix, Route(handler: .sync(handler), sessions: sessions))
+    public mutating func prefix(_ prefix: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
+        addPrefix(base + prefix, route(.sync(handler), methods, sessions))
     }
 
-    public mutating func prefix(_ prefix: String, sessions: SessionRequirements = .none, _ handler: @escaping AsyncHandler) {
-        addPrefix(prefix, Route(handler: .async(handler), sessions: sessions))
+    public mutating func prefix(_ prefix: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
+        addPrefix(base + prefix, route(.async(handler), methods, sessions))
+    }
+
+    /// Routes below `path` (exact and prefix paths are relative to it). The group's session
+    /// needs apply to every route in it, and a route adds its own (read-write over the group's
+    /// read-only, say); the group's methods apply to the routes that name none.
+    public mutating func group(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ body: (inout Routes) -> Void) {
+        let saved = (base, groupSessions, groupMethods)
+        base += path.hasSuffix("/") ? String(path.dropLast()) : path
+        groupSessions = [groupSessions, sessions]
+        groupMethods = methods ?? groupMethods
+        body(&self)
+        (base, groupSessions, groupMethods) = saved
+    }
+
+    private func route(_ handler: Handler, _ methods: Set<HTTPRequest.Method>?, _ sessions: SessionRequirements) -> Route {
+        Route(handler: handler, sessions: [groupSessions, sessions], methods: methods ?? groupMethods)
     }
 
     private mutating func addPrefix(_ prefix: String, _ route: Route) {
-        let trimmed = prefix.count > 1 && prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix
-        prefixes.removeAll { $0.prefix == trimmed }
-        prefixes.append((trimmed, route))
+        let trimmed = prefix.count > 1 && prefix.hasSuffix("/") ? String(prefix.dropLast()) : (prefix.isEmpty ? "/" : prefix)
+        if let index = prefixes.firstIndex(where: { $0.prefix == trimmed }) {
+            prefixes[index].entry.add(route)
+            return
+        }
+        var entry = Entry()
+        entry.add(route)
+        prefixes.append(PrefixEntry(prefix: trimmed, entry: entry))
         prefixes.sort { $0.prefix.count > $1.prefix.count }
     }
 
-    func route(for path: String) -> Route? {
-        if let route = exact[path] { return route }
-        if !named.isEmpty, let slash = path.lastIndex(of: "/"), let route = named[String(path[path.index(after: slash)...])] { return route }
-        for (prefix, route) in prefixes {
+    /// The handler for `path` and `method`: the most specific path decides, then its methods.
+    func match(_ path: String, method: String) -> Match {
+        entry(for: path).map { $0.match(method) } ?? .notFound
+    }
+
+    /// The route for `path` served with any method (tests).
+    func route(for path: String, method: String = "GET") -> Route? {
+        if case .route(let route) = match(path, method: method) { return route }
+        return nil
+    }
+
+    private func entry(for path: String) -> Entry? {
+        if let entry = exact[path] { return entry }
+        if !named.isEmpty, let slash = path.lastIndex(of: "/"), let entry = named[String(path[path.index(after: slash)...])] { return entry }
+        for candidate in prefixes {
+            let prefix = candidate.prefix
             if prefix == "/" || path == prefix || (path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")) {
-                return route
+                return candidate.entry
             }
         }
         return nil
     }
 }
 
-/// What a handler needs of the session domains. ASP.NET's `pages/@enableSessionState` of the
-/// URL's folder can lower it (`false`: none, `ReadOnly`: read-only).
-public struct SessionRequirements: Sendable, Hashable {
+/// What a handler needs of the session domains, written as a set:
+/// `sessions: [.aspNet(.readWrite), .classic]`, `sessions: .aspNet(.readOnly)`, or `[]` for none.
+/// ASP.NET's `pages/@enableSessionState` of the URL's folder can lower it (`false`: none,
+/// `ReadOnly`: read-only). Combining needs keeps the most of each domain.
+public struct SessionRequirements: Sendable, Hashable, ExpressibleByArrayLiteral {
     /// The ASP.NET session (`request.session`).
     public var aspNet: SessionAccess
-    /// The classic ASP session (`request.aspSession`); its requests are always serialized.
-    public var classicASP: Bool
+    /// The classic ASP session (`request.classicSession`); its requests are always serialized.
+    public var classic: Bool
 
-    public init(aspNet: SessionAccess = .none, classicASP: Bool = false) {
+    public init(aspNet: SessionAccess = .none, classic: Bool = false) {
         self.aspNet = aspNet
-        self.classicASP = classicASP
+        self.classic = classic
     }
 
-    public static let none = SessionRequirements()
+    /// All of `elements`' needs.
+    public init(arrayLiteral elements: SessionRequirements...) {
+        self.init(aspNet: .none, classic: false)
+        for element in elements { formUnion(element) }
+    }
+
     /// The ASP.NET session with `access`.
     public static func aspNet(_ access: SessionAccess) -> SessionRequirements { SessionRequirements(aspNet: access) }
-    /// The classic ASP session only.
-    public static let classicASP = SessionRequirements(classicASP: true)
+    /// The classic ASP session.
+    public static let classic = SessionRequirements(classic: true)
+
+    /// Adds `other`'s needs: the more of ASP.NET access, and classic ASP if either needs it.
+    public mutating func formUnion(_ other: SessionRequirements) {
+        aspNet = max(aspNet, other.aspNet)
+        classic = classic || other.classic
+    }
+
+    /// Whether no session is needed.
+    public var isEmpty: Bool { aspNet == .none && !classic }
 }

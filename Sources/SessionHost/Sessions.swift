@@ -15,9 +15,9 @@ public struct SessionOptions: Sendable {
     /// sessions raises it, once per session across the farm). Other modes cannot (as ASP.NET).
     public var onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)?
     /// Session_OnStart of classic ASP.
-    public var onASPSessionStart: (@Sendable (ASPSession) -> Void)?
+    public var onClassicSessionStart: (@Sendable (ClassicASPSession) -> Void)?
     /// Session_OnEnd of classic ASP.
-    public var onASPSessionEnd: (@Sendable (EndedSession) -> Void)?
+    public var onClassicSessionEnd: (@Sendable (EndedSession) -> Void)?
     /// Requests that may wait for one session's lock at once (ASP.NET's
     /// `aspnet:RequestQueueLimitPerSession`); more are refused with 503.
     public var queueLimitPerSession: Int
@@ -38,7 +38,7 @@ public struct SessionOptions: Sendable {
 
     public init(
         onASPNETSessionStart: (@Sendable (ASPNETSession) -> Void)? = nil, onASPNETSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
-        onASPSessionStart: (@Sendable (ASPSession) -> Void)? = nil, onASPSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
+        onClassicSessionStart: (@Sendable (ClassicASPSession) -> Void)? = nil, onClassicSessionEnd: (@Sendable (EndedSession) -> Void)? = nil,
         queueLimitPerSession: Int = 50, clock: any SessionClock = SystemSessionClock(), expiryCheckInterval: Duration = .seconds(1),
         stores: [SessionStoreFactory] = [], partitionResolvers: [SessionPartitionResolver] = [], idManagers: [SessionIDManager] = []
     ) {
@@ -47,8 +47,8 @@ public struct SessionOptions: Sendable {
         self.partitionResolvers = partitionResolvers
         self.onASPNETSessionStart = onASPNETSessionStart
         self.onASPNETSessionEnd = onASPNETSessionEnd
-        self.onASPSessionStart = onASPSessionStart
-        self.onASPSessionEnd = onASPSessionEnd
+        self.onClassicSessionStart = onClassicSessionStart
+        self.onClassicSessionEnd = onClassicSessionEnd
         self.queueLimitPerSession = queueLimitPerSession
         self.clock = clock
         self.expiryCheckInterval = expiryCheckInterval
@@ -83,7 +83,7 @@ package final class SessionManager: Sendable {
             hasStartHandler: options.onASPNETSessionStart != nil, onEnd: options.onASPNETSessionEnd, logger: logger)
         asp = SessionDomain(
             name: "ASP", store: aspStore, queueLimit: options.queueLimitPerSession,
-            hasStartHandler: options.onASPSessionStart != nil, onEnd: options.onASPSessionEnd, logger: logger)
+            hasStartHandler: options.onClassicSessionStart != nil, onEnd: options.onClassicSessionEnd, logger: logger)
     }
 
     /// Ends expired in-process sessions of both domains, and closes out-of-process stores that a
@@ -184,7 +184,7 @@ package final class SessionManager: Sendable {
             case .hold(let held): ticket.aspNet = held
             case .nothing: break
             }
-            if needs.classicASP {
+            if needs.classic {
                 switch try beginASP(&request, configuration) {
                 case .respond(let response):
                     end(ticket, response: nil, failed: true, requestID: requestID)
@@ -459,12 +459,12 @@ package final class SessionManager: Sendable {
     private func beginASP(_ request: inout Request, _ configuration: EffectiveConfiguration) throws(SessionDomain.AcquireError) -> DomainOutcome {
         let settings = configuration.asp
         guard settings.allowSessionState else {
-            request.aspSessionUnavailable = "Classic ASP session state is disabled for this folder (asp/session allowSessionState=\"false\")."
+            request.classicSessionUnavailable = "Classic ASP session state is disabled for this folder (asp/session allowSessionState=\"false\")."
             return .nothing
         }
         let application = Self.applicationKey(configuration)
         let cookieName = ASPSessionID.cookieName(site: configuration.site.id, applicationPath: configuration.application.path)
-        let rule = ASPSession.timeoutRule
+        let rule = ClassicASPSession.timeoutRule
         var held: Held
         var value: String
         if let id = request.cookie(named: cookieName).flatMap(ASPSessionID.normalize),
@@ -492,12 +492,12 @@ package final class SessionManager: Sendable {
                 logger.error("the classic ASP session cookie cannot be built; the session will not persist", metadata: ["error": "\(error)"])
             }
         }
-        let session = ASPSession(contents: held.contents, cookieValue: value)
-        if session.isNewSession, let start = options.onASPSessionStart {
+        let session = ClassicASPSession(contents: held.contents, cookieValue: value)
+        if session.isNewSession, let start = options.onClassicSessionStart {
             held.contents.writable { start(session) }
         }
-        request.aspSession = session
-        request.aspSessionUnavailable = nil
+        request.classicSession = session
+        request.classicSessionUnavailable = nil
         return .hold(held)
     }
 

@@ -239,8 +239,8 @@ public final class ASPNETSession: SessionObject {
     }
 }
 
-/// The classic ASP session (`Session`) of a request.
-public final class ASPSession: SessionObject {
+/// The classic ASP session (`Session`) of a request (`request.classicSession`).
+public final class ClassicASPSession: SessionObject {
     public let contents: SessionContents
     /// `Session.SessionID`: a number (IIS's is a LONG).
     public let sessionID: Int

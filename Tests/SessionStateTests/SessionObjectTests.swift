@@ -16,9 +16,9 @@ struct SessionObjectTests {
         return ASPNETSession(contents: contents, sessionID: "abcdefghijklmnopqrstuvwx", mode: mode, cookieMode: .useUri, isCookieless: true)
     }
 
-    static func asp(readOnly: Bool = false) -> ASPSession {
-        let contents = SessionContents(data: SessionStateStoreData(timeout: 20), isNew: true, isReadOnly: readOnly, timeoutRange: ASPSession.timeoutRule.0, timeoutMessage: ASPSession.timeoutRule.1)
-        return ASPSession(contents: contents, cookieValue: "JFDOAMPAGACBDMLNLFBCCNCI")
+    static func asp(readOnly: Bool = false) -> ClassicASPSession {
+        let contents = SessionContents(data: SessionStateStoreData(timeout: 20), isNew: true, isReadOnly: readOnly, timeoutRange: ClassicASPSession.timeoutRule.0, timeoutMessage: ClassicASPSession.timeoutRule.1)
+        return ClassicASPSession(contents: contents, cookieValue: "JFDOAMPAGACBDMLNLFBCCNCI")
     }
 
     @Test func typedSettersAndGettersRoundTrip() throws {

@@ -119,11 +119,11 @@ struct TestWorker {
         // Session_Start hooks only when asked: they make every new session be kept, which other
         // tests must not see.
         var options = SessionOptions(
-            onASPNETSessionEnd: record("aspnet"), onASPSessionEnd: record("asp"),
+            onASPNETSessionEnd: record("aspnet"), onClassicSessionEnd: record("asp"),
             clock: clock, expiryCheckInterval: .milliseconds(20))
         if ProcessInfo.processInfo.environment["TEST_SESSION_START_HOOKS"] == "1" {
             options.onASPNETSessionStart = { (session: ASPNETSession) in _ = try? session.set("startedBy", "Session_Start") }
-            options.onASPSessionStart = { (session: ASPSession) in _ = try? session.set("startedBy", "Session_OnStart") }
+            options.onClassicSessionStart = { (session: ClassicASPSession) in _ = try? session.set("startedBy", "Session_OnStart") }
         }
         return options
     }
@@ -137,9 +137,9 @@ struct TestWorker {
             return .text("\(next)")
         }
         // Both domains read-write; `set=K&v=V` stores into both; answers the two IDs.
-        routes.exact("/sessions/both", sessions: SessionRequirements(aspNet: .readWrite, classicASP: true)) { request in
+        routes.exact("/sessions/both", sessions: [.aspNet(.readWrite), .classic]) { request in
             let session = try request.requireSession()
-            let asp = try request.requireASPSession()
+            let asp = try request.requireClassicSession()
             if let key = request.query("set") {
                 try session.set(key, request.query("v") ?? "")
                 try asp.set(key, request.query("v") ?? "")
@@ -160,10 +160,10 @@ struct TestWorker {
             .text(request.sessionURL(request.query("to") ?? "/"))
         }
         // Both sessions read-only for ASP.NET (the Session_Start test), reporting the keys.
-        routes.exact("/sessions/keys", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true)) { request in
+        routes.exact("/sessions/keys", sessions: [.aspNet(.readOnly), .classic]) { request in
             let answer = [
-                "aspnet": (request.session?.keys ?? []).joined(separator: ","), "asp": (request.aspSession?.keys ?? []).joined(separator: ","),
-                "aspnetStarted": request.session?.string("startedBy") ?? "", "aspStarted": request.aspSession?.string("startedBy") ?? "",
+                "aspnet": (request.session?.keys ?? []).joined(separator: ","), "asp": (request.classicSession?.keys ?? []).joined(separator: ","),
+                "aspnetStarted": request.session?.string("startedBy") ?? "", "aspStarted": request.classicSession?.string("startedBy") ?? "",
             ]
             return .text(String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self))
         }

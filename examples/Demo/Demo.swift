@@ -11,16 +11,16 @@ import WebConfiguration
 struct Demo {
     static func main() async {
         var routes = Routes()
-        routes.exact("/", sessions: .classicASP) { request in
+        routes.exact("/", sessions: .classic) { request in
             // A visit counter in the classic ASP session (cookie ASPSESSIONID…).
             var visits = 0
-            if let asp = request.aspSession {
+            if let asp = request.classicSession {
                 visits = (asp.int("visits") ?? 0) + 1
                 try asp.set("visits", visits)
             }
             return page("SessionHost demo", """
                 <p>This page is rendered by a Swift handler running inside SessionHost, behind nginx, over FastCGI.</p>
-                <p>Visits in this classic ASP session: <b>\(visits)</b> (session \(request.aspSession.map { String($0.sessionID) } ?? "none"), timeout \(request.aspSession?.timeout ?? 0) minutes).</p>
+                <p>Visits in this classic ASP session: <b>\(visits)</b> (session \(request.classicSession.map { String($0.sessionID) } ?? "none"), timeout \(request.classicSession?.timeout ?? 0) minutes).</p>
                 <h2>The shop</h2>
                 <ul>
                 <li><a href="/shop/">/shop/</a>: a nested application; the cart lives in its ASP.NET session (cookie <code>Shop.SessionId</code>, 60 minutes), kept in a SQLite file (<code>mode="SQLServer"</code>), so it survives a restart of the demo</li>
@@ -62,9 +62,9 @@ struct Demo {
                 \(settingsBox(request))
                 """)
         }
-        routes.prefix("/classic", sessions: .classicASP) { request in
-            let asp: ASPSession
-            do throws(SessionUnavailable) { asp = try request.requireASPSession() } catch {
+        routes.prefix("/classic", sessions: .classic) { request in
+            let asp: ClassicASPSession
+            do throws(SessionUnavailable) { asp = try request.requireClassicSession() } catch {
                 return page("Classic ASP", "<p>No classic ASP session here: \(escapeHTML(error.reason))</p>")
             }
             let views = (asp.int("classic-views") ?? 0) + 1

@@ -19,8 +19,8 @@ import StateServerSessionStore
 struct SessionProbe {
     static func main() async {
         var routes = Routes()
-        routes.named("probe", sessions: SessionRequirements(aspNet: .readWrite, classicASP: true), probe)
-        routes.named("probe-ro", sessions: SessionRequirements(aspNet: .readOnly, classicASP: true), probe)
+        routes.named("probe", sessions: [.aspNet(.readWrite), .classic], probe)
+        routes.named("probe-ro", sessions: [.aspNet(.readOnly), .classic], probe)
         routes.named("probe-none", probe)
         await SessionHostMain.run(
             routes: routes, sessions: SessionOptions(
@@ -32,7 +32,7 @@ struct SessionProbe {
     @Sendable
     static func probe(_ request: Request) -> Response {
         let tStart = milliseconds()
-        let before = (aspNet: request.session.map(describe), asp: request.aspSession.map(describe))
+        let before = (aspNet: request.session.map(describe), asp: request.classicSession.map(describe))
         var errors: [[String: String]] = []
         var getValue: Any = NSNull()
         var aspGetValue: Any = NSNull()
@@ -50,13 +50,13 @@ struct SessionProbe {
             run("timeout") { try request.requireSession().setTimeout(try number("timeout")) }
         }
         if request.query("asp-timeout") != nil {
-            run("asp-timeout") { try request.requireASPSession().setTimeout(try number("asp-timeout")) }
+            run("asp-timeout") { try request.requireClassicSession().setTimeout(try number("asp-timeout")) }
         }
         if let key = request.query("set") {
             run("set") { try request.requireSession().set(key, try typedValue(request.query("v") ?? "", type: request.query("type") ?? "string")) }
         }
         if let key = request.query("asp-set") {
-            run("asp-set") { try request.requireASPSession().set(key, request.query("asp-v") ?? "") }
+            run("asp-set") { try request.requireClassicSession().set(key, request.query("asp-v") ?? "") }
         }
         if let key = request.query("incr") {
             // Read-modify-write of an Int (the counter of concurrency tests).
@@ -69,7 +69,7 @@ struct SessionProbe {
             run("get") { getValue = try request.requireSession()[key]?.jsonValue ?? NSNull() }
         }
         if let key = request.query("asp-get") {
-            run("asp-get") { aspGetValue = try request.requireASPSession()[key]?.jsonValue ?? NSNull() }
+            run("asp-get") { aspGetValue = try request.requireClassicSession()[key]?.jsonValue ?? NSNull() }
         }
         if request.query("sleep") != nil {
             run("sleep") { usleep(useconds_t(max(0, min(try number("sleep"), 600_000))) * 1000) }
@@ -81,12 +81,12 @@ struct SessionProbe {
             run("abandon") { try request.requireSession().abandon() }
         }
         if request.query("asp-abandon") == "1" {
-            run("asp-abandon") { try request.requireASPSession().abandon() }
+            run("asp-abandon") { try request.requireClassicSession().abandon() }
         }
 
         let answer: [String: Any] = [
             "aspnet": request.session.map { ["before": before.aspNet ?? NSNull(), "after": describe($0)] as [String: Any] } ?? NSNull(),
-            "asp": request.aspSession.map { ["before": before.asp ?? NSNull(), "after": describe($0)] as [String: Any] } ?? NSNull(),
+            "asp": request.classicSession.map { ["before": before.asp ?? NSNull(), "after": describe($0)] as [String: Any] } ?? NSNull(),
             "get": getValue,
             "aspGet": aspGetValue,
             "errors": errors,
@@ -113,7 +113,7 @@ struct SessionProbe {
         ]
     }
 
-    static func describe(_ session: ASPSession) -> [String: Any] {
+    static func describe(_ session: ClassicASPSession) -> [String: Any] {
         [
             "SessionID": session.sessionID,
             "IsNewSession": session.isNewSession,
