@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "SessionStateTesting", targets: ["SessionStateTesting"]),
         .library(name: "SessionHost", targets: ["SessionHost"]),
         .library(name: "SessionHostCLI", targets: ["SessionHostCLI"]),
+        .library(name: "SessionHostTesting", targets: ["SessionHostTesting"]),
         .executable(name: "session-host", targets: ["session-host"]),
         .executable(name: "session-state-server", targets: ["SessionStateServerCommand"]),
         .executable(name: "demo", targets: ["Demo"]),
@@ -185,6 +186,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // An app's routes served in process for its tests: the host's request path without
+        // sockets or nginx, a browser's cookies, a manual session clock.
+        .target(
+            name: "SessionHostTesting",
+            dependencies: [
+                "SessionHost",
+                "FastCGI",
+                "WebConfiguration",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The command line every app built on the library shares (`serve …`).
         .target(
             name: "SessionHostCLI",
@@ -212,9 +225,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The demo site's routes and session options, a library so that its tests drive them
+        // with SessionHostTesting; `demo` serves them.
+        .target(
+            name: "DemoSite",
+            dependencies: ["SessionHost", "WebConfiguration", "SQLSessionStore"],
+            path: "examples/DemoSite",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "Demo",
-            dependencies: ["SessionHostCLI", "WebConfiguration", "SQLSessionStore"],
+            dependencies: ["DemoSite", "SessionHostCLI"],
             path: "examples/Demo",
             swiftSettings: strict
         ),
@@ -261,7 +282,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SessionHostTests",
-            dependencies: ["SessionHost", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["SessionHost", "SessionHostTesting", "DemoSite", "SQLSessionStore", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
         .testTarget(

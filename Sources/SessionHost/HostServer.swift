@@ -159,6 +159,19 @@ public final class HostServer: Service, Sendable {
         }
     }
 
+    /// Runs one request through the host's whole path (URL limits, configuration, routing,
+    /// sessions, handler) without a socket, for SessionHostTesting's client.
+    package func response(to fastCGI: FastCGIRequest) -> Response {
+        let id = requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        return dispatch(fastCGI, id: id, uri: fastCGI.params["REQUEST_URI"] ?? "-").response
+    }
+
+    /// Ends expired sessions now (raising Session_End), as the maintenance service does every
+    /// `expiryCheckInterval`: SessionHostTesting calls it after moving its clock.
+    package func removeExpiredSessions() {
+        sessions.removeExpired()
+    }
+
     /// What a request was answered with, and what its access line needs.
     private struct Dispatched {
         var response: Response

@@ -64,6 +64,38 @@ public struct Response: Sendable {
     }
 }
 
+extension Response {
+    /// The whole body (SessionHostTesting): a streamed one is run into memory; an error it
+    /// throws after the head, which would cut the connection, comes back beside the bytes so far.
+    package func collectedBody() -> CollectedBody {
+        switch body.storage {
+        case .bytes(let bytes):
+            return CollectedBody(bytes: bytes)
+        case .stream(let produce):
+            var collector: any ResponseBodyWriter = CollectingBodyWriter()
+            var failure: String?
+            do { try produce(&collector) } catch { failure = String(describing: error) }
+            return CollectedBody(bytes: (collector as? CollectingBodyWriter)?.bytes ?? [], failure: failure)
+        }
+    }
+}
+
+/// A body as `collectedBody()` ran it.
+package struct CollectedBody: Sendable {
+    package var bytes: [UInt8]
+    /// What a streamed body threw, if it did.
+    package var failure: String?
+}
+
+/// A streamed body's bytes, kept in memory.
+private struct CollectingBodyWriter: ResponseBodyWriter {
+    var bytes: [UInt8] = []
+
+    mutating func write(_ bytes: [UInt8]) throws(ClientGone) { self.bytes += bytes }
+    mutating func write(_ text: String) throws(ClientGone) { bytes += text.utf8 }
+    mutating func flush() throws(ClientGone) {}
+}
+
 /// Where a streamed body goes.
 public protocol ResponseBodyWriter {
     mutating func write(_ bytes: [UInt8]) throws(ClientGone)

@@ -1,6 +1,5 @@
 import Foundation
 import SessionHost
-import SessionState
 
 /// A small shop whose cart lives in the ASP.NET session. It runs twice: in /shop (the ID in a
 /// cookie) and in /m (a cookieless application: the ID in the URL, so every link goes through
@@ -31,22 +30,18 @@ enum Shop {
     static func add(to routes: inout Routes) {
         for base in ["/shop", "/m"] {
             // The product list only reads the cart.
-            routes.prefix(base, sessions: .aspNet(.readOnly)) { request in
-                list(request, base: base)
-            }
-            routes.prefix(base + "/cart", sessions: .aspNet(.readWrite)) { request in
-                try cart(request, base: base)
-            }
-            // Asks for read-write, but the folder's web.config says ReadOnly: the handler gets a
-            // read-only session and changes fail.
-            routes.prefix(base + "/catalog", sessions: .aspNet(.readWrite)) { request in
-                catalog(request, base: base)
+            routes.group(base, sessions: .aspNet(.readOnly)) { shop in
+                shop.prefix("/") { request in list(request, base: base) }
+                shop.prefix("/cart", sessions: .aspNet(.readWrite)) { request in try cart(request, base: base) }
+                // Asks for read-write, but the folder's web.config says ReadOnly: the handler gets
+                // a read-only session and changes fail.
+                shop.prefix("/catalog", sessions: .aspNet(.readWrite)) { request in catalog(request, base: base) }
             }
         }
     }
 
     static func currentCart(_ request: Request) -> Cart {
-        request.session?.value("cart", as: Cart.self) ?? Cart()
+        request.session?[.cart] ?? Cart()
     }
 
     static func list(_ request: Request, base: String) -> Response {
@@ -54,46 +49,45 @@ enum Shop {
         let rows = products.map { product in
             "<tr><td>\(escapeHTML(product.name))</td><td>\(price(product.price))</td><td><a href=\"\(escapeHTML(request.sessionURL("\(base)/cart/?add=\(product.id)")))\">add to cart</a></td></tr>"
         }
-        return Demo.page(base == "/m" ? "The shop, cookieless" : "The shop", """
+        return DemoSite.page(base == "/m" ? "The shop, cookieless" : "The shop", """
             \(intro(request, base: base))
             <table>\(rows.joined())</table>
             <p><a href="\(escapeHTML(request.sessionURL(base + "/cart/")))">Cart: \(cart.count) items</a> ·
             <a href="\(escapeHTML(request.sessionURL(base + "/catalog/")))">Catalog (read-only folder)</a></p>
-            \(Demo.settingsBox(request))
+            \(DemoSite.settingsBox(request))
             """)
     }
 
     static func cart(_ request: Request, base: String) throws -> Response {
         let session = try request.requireSession()
-        var cart = currentCart(request)
-        if let id = request.query("add"), products.contains(where: { $0.id == id }) {
-            cart.quantities[id, default: 0] += 1
+        if let id = request.query("add") {
+            guard products.contains(where: { $0.id == id }) else { throw HTTPError(.notFound, message: "There is no product '\(id)'.") }
+            try session.update(.cart, default: Cart()) { $0.quantities[id, default: 0] += 1 }
+            // Post/redirect/get, keeping the cookieless segment.
+            return .redirect(to: request.sessionURL(base + "/cart/"), status: .seeOther)
         }
         if let id = request.query("remove") {
-            cart.quantities[id] = nil
+            try session.update(.cart, default: Cart()) { $0.quantities[id] = nil }
+            return .redirect(to: request.sessionURL(base + "/cart/"), status: .seeOther)
         }
+        let cart = currentCart(request)
         if request.query("checkout") == "1", cart.count > 0 {
             // Abandon: the session ends when this request is done; the next one starts afresh.
             session.abandon()
-            return Demo.page("Thank you", """
+            return DemoSite.page("Thank you", """
                 <p>Order of \(cart.count) items, \(price(cart.total)), placed. Session.Abandon() ended the session.</p>
                 <p><a href="\(escapeHTML(request.sessionURL(base + "/")))">Back to the shop</a></p>
                 """)
-        }
-        if request.query("add") != nil || request.query("remove") != nil {
-            try session.set("cart", codable: cart)
-            // Post/redirect/get, keeping the cookieless segment.
-            return .redirect(to: request.sessionURL(base + "/cart/"), status: .seeOther)
         }
         let lines = cart.quantities.sorted { $0.key < $1.key }.compactMap { id, quantity -> String? in
             guard let product = products.first(where: { $0.id == id }) else { return nil }
             return "<tr><td>\(escapeHTML(product.name))</td><td>\(quantity)</td><td>\(price(Double(quantity) * product.price))</td><td><a href=\"\(escapeHTML(request.sessionURL("\(base)/cart/?remove=\(id)")))\">remove</a></td></tr>"
         }
-        return Demo.page("Your cart", """
+        return DemoSite.page("Your cart", """
             \(intro(request, base: base))
             \(lines.isEmpty ? "<p>The cart is empty.</p>" : "<table>\(lines.joined())</table><p>Total \(price(cart.total)) · <a href=\"\(escapeHTML(request.sessionURL(base + "/cart/?checkout=1")))\">check out</a></p>")
             <p><a href="\(escapeHTML(request.sessionURL(base + "/")))">Back to the shop</a></p>
-            \(Demo.settingsBox(request))
+            \(DemoSite.settingsBox(request))
             """)
     }
 
@@ -101,13 +95,13 @@ enum Shop {
         var note = ""
         if let session = request.session, request.query("add") != nil {
             do {
-                try session.set("cart", codable: Cart())
+                try session.set(.cart, Cart())
             } catch {
                 note = "<p><b>Refused:</b> \(escapeHTML(String(describing: error)))</p>"
             }
         }
         let rows = products.map { "<li>\(escapeHTML($0.name)): \(price($0.price))</li>" }
-        return Demo.page("Catalog", """
+        return DemoSite.page("Catalog", """
             <p>This folder's web.config sets <code>pages enableSessionState="ReadOnly"</code>: the handler asked for a read-write
             session and got a read-only one (\(request.session?.isReadOnly == true ? "read-only" : "no session")). It takes no lock,
             so it never waits for or blocks other pages, but it cannot change the cart:
@@ -115,7 +109,7 @@ enum Shop {
             \(note)
             <ul>\(rows.joined())</ul>
             <p>Your cart: \(currentCart(request).count) items. <a href="\(escapeHTML(request.sessionURL(base + "/")))">Back to the shop</a></p>
-            \(Demo.settingsBox(request))
+            \(DemoSite.settingsBox(request))
             """)
     }
 
@@ -147,4 +141,9 @@ enum Shop {
     static func price(_ value: Double) -> String {
         "€" + String(format: "%.2f", value)
     }
+}
+
+extension SessionItem where Value == Shop.Cart {
+    /// The shop's cart, in the ASP.NET session.
+    static var cart: SessionItem<Shop.Cart> { "cart" }
 }

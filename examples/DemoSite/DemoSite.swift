@@ -1,23 +1,32 @@
 import Foundation
-import SessionHost
-import SessionHostCLI
+public import SessionHost
 import SQLSessionStore
-import SessionState
 import WebConfiguration
 
-/// A few pages to click through: what the request looked like, a form, cookies, a streamed page
-/// and an error page.
-@main
-struct Demo {
-    static func main() async {
+/// The demo site: a few pages to click through (the request as a handler sees it, a form,
+/// cookies, a streamed page, error pages), the shop, and session pages of both domains. `demo`
+/// serves it; its tests drive it with SessionHostTesting.
+public enum DemoSite {
+    /// The session options the site runs with: the shop keeps its sessions in a SQLite file
+    /// (`mode="SQLServer"`), so the app links that store.
+    public static var sessions: SessionOptions {
+        SessionOptions(stores: [SQLSessionStateStore.factory])
+    }
+
+    /// Every page of the site.
+    public static func routes() -> Routes {
         var routes = Routes()
+        addHome(to: &routes)
+        Shop.add(to: &routes)
+        addSessionPages(to: &routes)
+        addHostPages(to: &routes)
+        return routes
+    }
+
+    static func addHome(to routes: inout Routes) {
         routes.exact("/", sessions: .classic) { request in
             // A visit counter in the classic ASP session (cookie ASPSESSIONID…).
-            var visits = 0
-            if let asp = request.classicSession {
-                visits = (asp.int("visits") ?? 0) + 1
-                try asp.set("visits", visits)
-            }
+            let visits = try request.classicSession?.update(.visits, default: 0) { $0 += 1 } ?? 0
             return page("SessionHost demo", """
                 <p>This page is rendered by a Swift handler running inside SessionHost, behind nginx, over FastCGI.</p>
                 <p>Visits in this classic ASP session: <b>\(visits)</b> (session \(request.classicSession.map { String($0.sessionID) } ?? "none"), timeout \(request.classicSession?.timeout ?? 0) minutes).</p>
@@ -42,6 +51,9 @@ struct Demo {
                 </ul>
                 """)
         }
+    }
+
+    static func addSessionPages(to routes: inout Routes) {
         // Any folder's settings page: the effective settings of that folder.
         routes.named("settings") { request in
             let report = request.configuration.map(ConfigurationReport.text) ?? "no configuration"
@@ -50,11 +62,9 @@ struct Demo {
                 <pre>\(escapeHTML(report))</pre>
                 """)
         }
-        Shop.add(to: &routes)
         routes.prefix("/admin", sessions: .aspNet(.readWrite)) { request in
             let session = try request.requireSession()
-            let views = (session.int("views") ?? 0) + 1
-            try session.set("views", views)
+            let views = try session.update(.views, default: 0) { $0 += 1 }
             return page("Admin", """
                 <p>/admin is a nested application with <code>&lt;sessionState timeout="5" cookieName="Admin.SessionId"&gt;</code>:
                 its ASP.NET session is separate from the shop's and ends after \(session.timeout) minutes without a request.</p>
@@ -67,8 +77,7 @@ struct Demo {
             do throws(SessionUnavailable) { asp = try request.requireClassicSession() } catch {
                 return page("Classic ASP", "<p>No classic ASP session here: \(escapeHTML(error.reason))</p>")
             }
-            let views = (asp.int("classic-views") ?? 0) + 1
-            try asp.set("classic-views", views)
+            let views = try asp.update(.classicViews, default: 0) { $0 += 1 }
             return page("Classic ASP: \(request.path)", """
                 <p>The classic ASP session of this application (cookie <code>ASPSESSIONID…</code>, separate from the ASP.NET session).
                 Its settings come from the <code>&lt;asp&gt;&lt;session&gt;</code> element, unlocked for /classic in applicationHost.config:
@@ -81,6 +90,9 @@ struct Demo {
         routes.prefix("/static") { request in
             page("Static", "<p>enableSessionState=\"false\" here (a &lt;location&gt; in the root web.config): handlers get no ASP.NET session.</p>\(settingsBox(request))")
         }
+    }
+
+    static func addHostPages(to routes: inout Routes) {
         routes.exact("/request") { request in
             let headers = request.headers.map { "<tr><td>\(escapeHTML($0.name.canonicalName))</td><td>\(escapeHTML($0.value))</td></tr>" }
             let query = request.queryItems.map { "<tr><td>\(escapeHTML($0.name))</td><td>\(escapeHTML($0.value))</td></tr>" }
@@ -97,7 +109,8 @@ struct Demo {
                 <h2>Headers</h2><table>\(headers.joined())</table>
                 """)
         }
-        routes.exact("/form") { request in
+        // GET shows the form, POST echoes it; any other method gets 405 with `Allow: GET, HEAD, POST`.
+        routes.exact("/form", methods: [.get, .post]) { request in
             let fields = request.method == "POST" ? request.formItems : []
             let echoed = fields.map { "<li>\(escapeHTML($0.name)) = \(escapeHTML($0.value))</li>" }.joined()
             return page("A form", """
@@ -133,14 +146,18 @@ struct Demo {
             try await Task.sleep(for: .milliseconds(50))
             return page("An async handler", "<p>This handler awaited for 50 ms on Swift's concurrency pool; the worker thread waited for it.</p>")
         }
-        routes.exact("/fail") { _ in
+        routes.exact("/fail") { request in
+            // Logged with the request's id, which the 500 page shows as its reference.
+            request.logger.notice("the /fail page throws on purpose")
             throw DemoError.deliberate
         }
-        // The shop keeps its sessions in a SQLite file (mode="SQLServer"): the app links that store.
-        await SessionHostMain.run(routes: routes, sessions: SessionOptions(stores: [SQLSessionStateStore.factory]), abstract: "The SessionHost demo site.")
     }
 
     enum DemoError: Error { case deliberate }
+
+    static func page(_ title: String, _ content: String) -> Response {
+        .html(header(title) + content + footer)
+    }
 
     /// The session settings in effect for the request's folder, in brief.
     static func settingsBox(_ request: Request) -> String {
@@ -161,10 +178,6 @@ struct Demo {
         path.hasSuffix("/") ? path : String(path[...path.lastIndex(of: "/")!])
     }
 
-    static func page(_ title: String, _ content: String) -> Response {
-        .html(header(title) + content + footer)
-    }
-
     static func header(_ title: String) -> String {
         """
         <!doctype html>
@@ -176,4 +189,13 @@ struct Demo {
     }
 
     static let footer = "</body></html>\n"
+}
+
+extension SessionItem where Value == Int {
+    /// Visits of the home page, in the classic ASP session.
+    static var visits: SessionItem<Int> { "visits" }
+    /// Page views of /admin, in its ASP.NET session.
+    static var views: SessionItem<Int> { "views" }
+    /// Page views of /classic, in the classic ASP session.
+    static var classicViews: SessionItem<Int> { "classic-views" }
 }
