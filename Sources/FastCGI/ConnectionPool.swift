@@ -15,6 +15,8 @@ final class PooledConnection: @unchecked Sendable {
     var deadline: ContinuousClock.Instant?
     /// What is logged when it is closed at the deadline.
     var stall = ""
+    /// Whether it stalled in a request body (else in a request head), for the counters.
+    var stalledInBody = false
     /// Whether its descriptor is in the epoll set (a connection read at once after accept is not
     /// until it is first parked).
     var registered = false
@@ -54,6 +56,9 @@ final class ConnectionPool: @unchecked Sendable {
     /// When deadlines are next checked, in nanoseconds of `ContinuousClock` since `origin`.
     private let nextCheck = Atomic<Int64>(0)
     private let origin = ContinuousClock.now
+    /// Connections closed because a request head, or body, stalled past its timeout.
+    let headTimeouts = Atomic<UInt64>(0)
+    let bodyTimeouts = Atomic<UInt64>(0)
 
     private static let listenIdentifier: UInt64 = 0
     private static let wakeIdentifier: UInt64 = 1
@@ -233,6 +238,10 @@ final class ConnectionPool: @unchecked Sendable {
         if acceptPaused.load(ordering: .sequentiallyConsistent) { resumeAccepting() }
     }
 
+    /// Connections open, and of them parked (waiting in epoll for bytes).
+    var openCount: Int { open.load(ordering: .relaxed) }
+    var parkedCount: Int { shards.reduce(0) { total, shard in total + shard.withLock { $0.count } } }
+
     private func closeExpired() {
         let now = ContinuousClock.now
         for shard in shards {
@@ -242,6 +251,11 @@ final class ConnectionPool: @unchecked Sendable {
                 return due
             }
             for connection in expired {
+                if connection.stalledInBody {
+                    bodyTimeouts.wrappingAdd(1, ordering: .relaxed)
+                } else {
+                    headTimeouts.wrappingAdd(1, ordering: .relaxed)
+                }
                 logger.notice("closing FastCGI connection: \(connection.stall)")
                 close(connection)
             }

@@ -80,6 +80,9 @@ public final class FastCGIServer: Sendable {
 
     /// Requests being served now (reported when the grace period runs out).
     private let inFlight = Atomic<Int>(0)
+    /// Requests served since the start, and those whose body was over the limit (413).
+    private let served = Atomic<UInt64>(0)
+    private let bodiesRefused = Atomic<UInt64>(0)
 
     private struct State {
         var socket: ListeningSocket?
@@ -206,6 +209,21 @@ public final class FastCGIServer: Sendable {
 
     fileprivate func requestStarted() {
         inFlight.wrappingAdd(1, ordering: .relaxed)
+        served.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    fileprivate func bodyRefused() {
+        bodiesRefused.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// The transport's numbers now (the host's status page and metrics).
+    package var statistics: FastCGIServerStatistics {
+        let pool = state.withLock { $0.pool }
+        return FastCGIServerStatistics(
+            threads: max(1, configuration.threadCount), busyThreads: inFlight.load(ordering: .relaxed),
+            connectionsOpen: pool?.openCount ?? 0, connectionsParked: pool?.parkedCount ?? 0,
+            requests: served.load(ordering: .relaxed), headTimeouts: pool?.headTimeouts.load(ordering: .relaxed) ?? 0,
+            bodyTimeouts: pool?.bodyTimeouts.load(ordering: .relaxed) ?? 0, bodiesRefused: bodiesRefused.load(ordering: .relaxed))
     }
 
     fileprivate func requestEnded() {
@@ -227,6 +245,23 @@ public final class FastCGIServer: Sendable {
     }
 
     fileprivate var workerLogger: Logger { logger }
+}
+
+/// The transport's counters and gauges at one moment.
+package struct FastCGIServerStatistics: Sendable, Hashable {
+    /// Worker threads, and of them serving a request now.
+    package var threads: Int
+    package var busyThreads: Int
+    /// Connections from the web server open now, and of them parked (idle or waiting for bytes).
+    package var connectionsOpen: Int
+    package var connectionsParked: Int
+    /// Requests whose handler (or 413) ran, since the start.
+    package var requests: UInt64
+    /// Connections closed because a request head, or a body, stalled past its timeout.
+    package var headTimeouts: UInt64
+    package var bodyTimeouts: UInt64
+    /// Requests whose body was over `maxRequestBodySize` (413).
+    package var bodiesRefused: UInt64
 }
 
 /// One worker thread's loop: it takes a connection that has bytes to read from the pool, reads
@@ -288,6 +323,7 @@ private final class Worker {
                 case .wouldBlock:
                     connection.deadline = deadline
                     connection.stall = connection.reader.stallDescription(timeouts)
+                    connection.stalledInBody = connection.reader.isReadingBody
                     pool.park(connection)
                 case .closed:
                     if connection.reader.isInsideRequest {
@@ -341,6 +377,7 @@ private final class Worker {
                 logger.debug("client went away during the response", metadata: ["uri": "\(params["REQUEST_URI"] ?? "")"])
             }
         } else {
+            server.bodyRefused()
             logger.notice("request body exceeds the limit", metadata: [
                 "uri": "\(params["REQUEST_URI"] ?? "")", "limit": "\(maxBody)",
                 "content-length": "\(params["CONTENT_LENGTH"] ?? "unknown")",

@@ -236,6 +236,12 @@ struct RequestReader {
         return "the request head stalled for longer than \(timeouts.head)"
     }
 
+    /// Whether it is reading a request body.
+    var isReadingBody: Bool {
+        if case .body = state { return true }
+        return false
+    }
+
     /// Whether the connection stopped in the middle of something (for the log when it closes).
     var isInsideRequest: Bool {
         if case .betweenRequests = state { return !buffer.isEmpty }

@@ -36,6 +36,7 @@ public final class RedisSessionStateStore: ClosableSessionStateStore {
         })
 
     public let configuration: RedisStoreConfiguration
+    public var statusLocation: String { "\(configuration.endpoint)/\(configuration.databaseID)" }
     private let logger: Logger
     private let idle = Locked<[RedisConnection]>([])
     private let applicationNames = Locked<[String: String]>([:])

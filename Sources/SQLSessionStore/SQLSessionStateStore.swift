@@ -76,6 +76,8 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
     }
 
     public let configuration: Configuration
+    /// The database's host, port and name, or the SQLite file (no password: README).
+    public var statusLocation: String { "\(configuration.database)" }
     let logger: Logger
     let pool: SessionTablePool
     let signal = ReleaseSignal()

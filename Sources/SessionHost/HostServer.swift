@@ -31,6 +31,11 @@ public struct HostConfiguration: Sendable {
     /// One access line per request at `info` (`--access-log`): nginx's combined format, then the
     /// ASP.NET session (a hash of its ID, never the ID), the request id and the duration.
     public var accessLog = false
+    /// The path of the status page (`--status-path`, php-fpm's `pm.status_path`): JSON, or
+    /// Prometheus text with `?format=prometheus`. Nil (the default): no status page.
+    public var statusPath: String?
+    /// Who may read the status page besides loopback clients (`--status-allow`).
+    public var statusAllowList = StatusAllowList()
     /// A pause before each path of the startup configuration check (tests slow the check with
     /// it to show that the worker serves meanwhile).
     package var startupCheckPause: Duration = .zero
@@ -73,6 +78,12 @@ public final class HostServer: Service, Sendable {
     private let routes: Routes
     private let logger: Logger
     private let requestCounter = Atomic<UInt64>(0)
+    /// Responses by status class (1xx … 5xx), for the status page.
+    private let statusClasses = StatusClassCounters()
+    /// The transport while `run()` serves, for the status page's thread and connection numbers.
+    private let transport = Locked<FastCGIServer?>(nil)
+    private let startedAt = Date()
+    private let startedInstant = ContinuousClock.now
     /// The per-URL session configuration, memoised and re-read when files change.
     public let configurationStore: ConfigurationStore
     /// Both session domains and their stores.
@@ -100,6 +111,7 @@ public final class HostServer: Service, Sendable {
             respond(to: request, writer: &writer)
         }
         try server.start()
+        transport.withLock { $0 = server }
         var address = "\(configuration.server.listen)"
         if case .tcp(let host, _) = configuration.server.listen, let port = server.boundPort { address = "\(host):\(port)" }
         logger.info("SessionHost \(SessionHostVersion.current) listening on \(address) with \(configuration.server.threadCount) threads", metadata: [
@@ -148,6 +160,7 @@ public final class HostServer: Service, Sendable {
         let uri = fastCGI.params["REQUEST_URI"] ?? "-"
         let outcome = dispatch(fastCGI, id: id, uri: uri)
         let status = write(outcome.response, to: &writer, request: id, uri: uri)
+        statusClasses.count(status.code)
         guard let start else { return }
         let elapsed = (ContinuousClock.now - start).components
         let milliseconds = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
@@ -188,6 +201,9 @@ public final class HostServer: Service, Sendable {
             var request = try Request(fastCGI)
             request.id = id
             request.hostLogger = logger
+            if let statusPath = configuration.statusPath, request.path == statusPath {
+                return Dispatched(response: statusPage(request), note: "status page")
+            }
             if let excess = urlLimitExceeded(request) {
                 logger.info("request path over the limit", metadata: ["request": "\(id)", "reason": "\(excess)"])
                 return Dispatched(response: ErrorPage.response(.uriTooLong, detail: "The request address is longer than this server accepts."), note: "path over the limit")
@@ -235,6 +251,40 @@ public final class HostServer: Service, Sendable {
             logger.error("handler failed", metadata: ["request": "\(id)", "method": "\(method)", "uri": "\(uri)", "error": "\(String(reflecting: error))"])
             return Dispatched(response: ErrorPage.response(.internalServerError, detail: "The server could not complete this request.", reference: id))
         }
+    }
+
+    /// The status page: JSON, or Prometheus text with `format=prometheus`; only for loopback
+    /// clients and `statusAllowList`.
+    private func statusPage(_ request: Request) -> Response {
+        guard configuration.statusAllowList.allows(request.remoteAddress) else {
+            logger.notice("status page refused", metadata: ["request": "\(request.id)", "client": "\(request.remoteAddress)"])
+            return ErrorPage.response(.forbidden, detail: "The status page answers only local clients and those of --status-allow.")
+        }
+        let snapshot = status()
+        if request.query("format") == "prometheus" {
+            return Response(headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"], body: .string(snapshot.prometheus()))
+        }
+        return Response(headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .bytes(snapshot.json()))
+    }
+
+    /// The worker's numbers now.
+    func status() -> HostStatus {
+        let transport = transport.withLock { $0 }?.statistics
+        var byStatus = statusClasses.snapshot
+        byStatus["4xx", default: 0] += transport?.bodiesRefused ?? 0
+        let configurationState = configurationStore.statistics
+        let elapsed = (ContinuousClock.now - startedInstant).components
+        return HostStatus(
+            version: SessionHostVersion.current, pid: getpid(), startTime: startedAt.ISO8601Format(), startTimeSeconds: startedAt.timeIntervalSince1970,
+            uptimeSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
+            threads: .init(total: transport?.threads ?? configuration.server.threadCount, busy: transport?.busyThreads ?? 0),
+            connections: .init(open: transport?.connectionsOpen ?? 0, parked: transport?.connectionsParked ?? 0),
+            requests: .init(total: transport?.requests ?? byStatus.values.reduce(0, +), byStatus: byStatus, headTimeouts: transport?.headTimeouts ?? 0,
+                            bodyTimeouts: transport?.bodyTimeouts ?? 0, bodiesRefused: transport?.bodiesRefused ?? 0),
+            sessions: sessions.statuses(),
+            configuration: .init(reloads: configurationState.generation, errors: configurationState.errors.map {
+                .init(file: $0.location.file, line: $0.location.line, attribute: $0.attribute, message: $0.message)
+            }))
     }
 
     /// The page of an error that picks its status: a client error is the handler's answer
@@ -359,6 +409,30 @@ public final class HostServer: Service, Sendable {
             }
         }
         return response.status
+    }
+}
+
+/// Responses by status class: a relaxed atomic add per request, read by the status page.
+private final class StatusClassCounters: Sendable {
+    private let informational = Atomic<UInt64>(0)
+    private let successful = Atomic<UInt64>(0)
+    private let redirection = Atomic<UInt64>(0)
+    private let clientError = Atomic<UInt64>(0)
+    private let serverError = Atomic<UInt64>(0)
+
+    func count(_ code: Int) {
+        switch code {
+        case 100..<200: informational.wrappingAdd(1, ordering: .relaxed)
+        case 200..<300: successful.wrappingAdd(1, ordering: .relaxed)
+        case 300..<400: redirection.wrappingAdd(1, ordering: .relaxed)
+        case 400..<500: clientError.wrappingAdd(1, ordering: .relaxed)
+        default: serverError.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    var snapshot: [String: UInt64] {
+        ["1xx": informational.load(ordering: .relaxed), "2xx": successful.load(ordering: .relaxed), "3xx": redirection.load(ordering: .relaxed),
+         "4xx": clientError.load(ordering: .relaxed), "5xx": serverError.load(ordering: .relaxed)]
     }
 }
 

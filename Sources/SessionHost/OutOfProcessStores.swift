@@ -116,6 +116,12 @@ final class OutOfProcessStores: Sendable {
         }
     }
 
+    /// The stores open now, for the status page.
+    func statuses() -> [HostStatus.SessionStore] {
+        stores.withLock { $0.map { settings, entry in SessionManager.status(of: entry.domain, domain: "ASP.NET", mode: settings.mode.rawValue) } }
+            .sorted { ($0.mode, $0.store) < ($1.mode, $1.store) }
+    }
+
     /// Closes the stores nobody used for `idleLifetime` (settings that a configuration change
     /// left behind).
     func closeIdle(now: UInt64 = DispatchTime.now().uptimeNanoseconds) {

@@ -9,6 +9,7 @@ final class PartitionedSessionStore: ClosableSessionStateStore, MaintainedSessio
     private let resolver: SessionPartitionResolver
     private let factory: SessionStoreFactory
     private let settings: SessionStoreSettings
+    var statusLocation: String { "partitioned by \(resolver.typeName)" }
     private let logger: Logger
     private let partitions = Locked<[String: any SessionStateStore]>([:])
     private let expireCallback = Locked<(@Sendable (SessionKey, SessionStateStoreData, SessionEndReason) -> Void)?>(nil)

@@ -86,6 +86,21 @@ package final class SessionManager: Sendable {
             hasStartHandler: options.onClassicSessionStart != nil, onEnd: options.onClassicSessionEnd, logger: logger)
     }
 
+    /// Every domain's store and counters: InProc of both domains, then the out-of-process stores.
+    func statuses() -> [HostStatus.SessionStore] {
+        [Self.status(of: aspNet, domain: "ASP.NET", mode: "InProc"), Self.status(of: asp, domain: "classic ASP", mode: "InProc")]
+            + outOfProcess.statuses()
+    }
+
+    static func status(of sessionDomain: SessionDomain, domain: String, mode: String) -> HostStatus.SessionStore {
+        let counted = sessionDomain.counters.snapshot
+        return HostStatus.SessionStore(
+            domain: domain, mode: mode, store: sessionDomain.store.statusLocation, liveSessions: sessionDomain.store.liveSessionCount,
+            lockWaits: counted.lockWaits, lockWaitSeconds: counted.lockWaitSeconds, queueLimitRefusals: counted.queueLimitRefusals,
+            staleLocksBroken: counted.staleLocksBroken, storeCalls: counted.storeCalls, storeErrors: counted.storeErrors,
+            storeSeconds: counted.storeSeconds)
+    }
+
     /// Ends expired in-process sessions of both domains, and closes out-of-process stores that a
     /// configuration change left unused.
     func removeExpired() {
@@ -352,7 +367,7 @@ package final class SessionManager: Sendable {
             : request.cookieless?["S"] ?? (settings.cookieless == .useUri ? nil : request.cookie(named: settings.cookieName))
         guard let manager = Self.idManager(named: settings.sessionIDManagerType, in: options.idManagers),
               let id = incoming.flatMap(manager.incomingID) else { return }
-        do { try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } catch {
+        do { try domain.measure { () throws(SessionStoreError) in try domain.store.resetItemTimeout(SessionKey(application: Self.applicationKey(configuration), id: id)) } } catch {
             // Debug only: the store logs its outages itself (once, then once a minute), and
             // every request without session needs would repeat it here.
             logger.debug("could not refresh an ASP.NET session's expiry", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
@@ -384,7 +399,7 @@ package final class SessionManager: Sendable {
         // The follow-up request must find the ID known, so it is created (uninitialized) first.
         if settings.regenerateExpiredSessionId {
             let timeout = Int(min(settings.timeout.duration.map { $0.components.seconds / 60 } ?? Int64(Int32.max), Int64(Int32.max)))
-            do { try domain.store.createUninitializedItem(SessionKey(application: Self.applicationKey(configuration), id: sessionID), timeout: timeout) } catch {
+            do { try domain.measure { () throws(SessionStoreError) in try domain.store.createUninitializedItem(SessionKey(application: Self.applicationKey(configuration), id: sessionID), timeout: timeout) } } catch {
                 throw .store(error)
             }
         }
@@ -395,7 +410,7 @@ package final class SessionManager: Sendable {
     /// every application, as in ASP.NET). A store that cannot tell, or fails, counts as no: the
     /// ID is then not adopted.
     private func knownElsewhere(_ id: String, domain: SessionDomain) -> Bool {
-        do { return try domain.store.containsSession(id: id) } catch {
+        do { return try domain.measure { () throws(SessionStoreError) -> Bool in try domain.store.containsSession(id: id) } } catch {
             logger.warning("could not check a session ID with the store; a new ID is issued", metadata: ["error": "\(error)", "kind": "\(error.kind)"])
             return false
         }

@@ -127,7 +127,17 @@ struct ServeCommand: ParsableCommand {
     @Flag(name: .customLong("access-log"), help: "Log one line per request at info: nginx's combined format, then a hash of the ASP.NET session ID (never the ID), the request id and the duration.")
     var accessLog = false
 
+    @Option(name: .customLong("status-path"), help: ArgumentHelp("Serve the status page at this path (php-fpm's pm.status_path): JSON, or Prometheus text with ?format=prometheus. Only loopback clients and --status-allow may read it. Off by default.", valueName: "path"))
+    var statusPath: String?
+
+    @Option(name: .customLong("status-allow"), help: ArgumentHelp("A client address or network (10.0.0.0/8, fd00::/8) that may read the status page besides loopback clients; repeatable.", valueName: "address[/bits]"))
+    var statusAllow: [String] = []
+
     func validate() throws {
+        if let statusPath, !statusPath.hasPrefix("/") || statusPath.contains("?") {
+            throw ValidationError("--status-path must be a path that starts with / (no query), e.g. /sessionhost-status")
+        }
+        do { _ = try StatusAllowList(statusAllow) } catch { throw ValidationError("--status-allow: \(error)") }
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be between 1 and 4096") }
         if let activeThreads, activeThreads < 1 || activeThreads > threads {
             throw ValidationError("--active-threads must be between 1 and --threads (\(threads))")
@@ -207,6 +217,8 @@ struct ServeCommand: ParsableCommand {
         )
         configuration.startupCheckPause = .milliseconds(Int(startupCheckPause * 1000))
         configuration.accessLog = accessLog
+        configuration.statusPath = statusPath
+        configuration.statusAllowList = try StatusAllowList(statusAllow)
         var sessions = sessions
         sessions.queueLimitPerSession = sessionQueueLimit
         let host = HostServer(configuration: configuration, routes: routes, sessions: sessions, logger: logger)

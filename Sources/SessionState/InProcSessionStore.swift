@@ -265,6 +265,9 @@ public final class InProcSessionStore: SessionStateStore {
     }
 
     /// Live sessions in all applications.
+    public var statusLocation: String { "memory" }
+    public var liveSessionCount: Int? { count }
+
     public var count: Int {
         shards.reduce(0) { total, box in total + box.state.withLock { $0.entries.count } }
     }

@@ -17,6 +17,8 @@ package final class SessionDomain: Sendable {
     package let raisesEnd: Bool
     private let waiting = Locked<[SessionKey: Int]>([:])
     private let logger: Logger
+    /// Lock waits, refusals, broken locks and store calls, for the status page and metrics.
+    package let counters = SessionDomainCounters()
 
     package init(
         name: String, store: any SessionStateStore, queueLimit: Int = 50, hasStartHandler: Bool,
@@ -62,12 +64,21 @@ package final class SessionDomain: Sendable {
     /// `executionTimeout` is broken, with a warning. Nil: the store has no such session.
     package func acquire(_ key: SessionKey, exclusive: Bool, executionTimeout: Duration) throws(AcquireError) -> Acquired? {
         var queued = false
+        var waitedSince: ContinuousClock.Instant?
         defer {
             if queued { waiting.withLock { $0[key] = ($0[key] ?? 1) > 1 ? $0[key]! - 1 : nil } }
+            if let waitedSince {
+                counters.lockWaits.wrappingAdd(1, ordering: .relaxed)
+                counters.lockWaitNanoseconds.wrappingAdd(SessionDomainCounters.nanoseconds(.now - waitedSince), ordering: .relaxed)
+            }
         }
         while true {
             let lookup: StoreLookup
-            do { lookup = exclusive ? try store.getItemExclusive(key) : try store.getItem(key) } catch { throw .store(error) }
+            do {
+                lookup = try counters.measure { () throws(SessionStoreError) -> StoreLookup in
+                    exclusive ? try store.getItemExclusive(key) : try store.getItem(key)
+                }
+            } catch { throw .store(error) }
             switch lookup {
             case .found(let data, let lockID, let actions):
                 return Acquired(data: data, lockID: lockID, initialize: actions == .initializeItem)
@@ -78,7 +89,8 @@ package final class SessionDomain: Sendable {
                     logger.warning("\(name) session lock held for \(lockAge) (over the execution timeout of \(executionTimeout)): breaking it; the holder's changes will be discarded", metadata: [
                         "session": "\(key)", "lock": "\(holder)",
                     ])
-                    do { try store.releaseItemExclusive(key, lockID: holder) } catch { throw .store(error) }
+                    counters.staleLocksBroken.wrappingAdd(1, ordering: .relaxed)
+                    do { try measure { () throws(SessionStoreError) in try store.releaseItemExclusive(key, lockID: holder) } } catch { throw .store(error) }
                     continue
                 }
                 if !queued {
@@ -88,13 +100,22 @@ package final class SessionDomain: Sendable {
                         waiting[key] = count
                         return true
                     }
-                    guard admitted else { throw .queueLimitExceeded }
+                    guard admitted else {
+                        counters.queueLimitRefusals.wrappingAdd(1, ordering: .relaxed)
+                        throw .queueLimitExceeded
+                    }
                     queued = true
                 }
+                if waitedSince == nil { waitedSince = .now }
                 BlockingHint.willBlock()
                 store.waitForRelease(key, lockID: holder, deadline: .now + (executionTimeout - lockAge))
             }
         }
+    }
+
+    /// Runs one call of the host's to this domain's store, counted in `counters`.
+    package func measure<T>(_ call: () throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
+        try counters.measure(call)
     }
 
     /// What the release step did.
@@ -117,7 +138,7 @@ package final class SessionDomain: Sendable {
         let data = SessionStateStoreData(items: state.items, timeout: state.timeout)
         if state.abandoned {
             if storeHadItem {
-                try store.removeItem(key, lockID: lockID, data: data)
+                try measure { () throws(SessionStoreError) in try store.removeItem(key, lockID: lockID, data: data) }
             } else if raisesEnd {
                 endHandler?(EndedSession(key: key, items: data.items, timeout: data.timeout, reason: .abandoned))
             }
@@ -129,13 +150,13 @@ package final class SessionDomain: Sendable {
         let keep = exclusive || (contents.isNew && !storeHadItem && hasStartHandler)
         if keep, !failed, contents.isNew || state.items.isDirty || state.timeoutChanged {
             do {
-                try store.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: !storeHadItem)
+                try measure { () throws(SessionStoreError) in try store.setAndReleaseItemExclusive(key, data: data, lockID: lockID, newItem: !storeHadItem) }
             } catch {
                 // Not saved (a value that cannot be serialized, a store that refused or failed):
                 // the lock is given back, or every later request of the session would wait for
                 // the execution timeout. A lost lock is someone else's now.
                 if error.kind != .lockLost, let lockID, storeHadItem {
-                    do { try store.releaseItemExclusive(key, lockID: lockID) } catch {
+                    do { try measure { () throws(SessionStoreError) in try store.releaseItemExclusive(key, lockID: lockID) } } catch {
                         logger.warning("\(name) session lock could not be released after a failed save", metadata: ["session": "\(key)", "error": "\(error)"])
                     }
                 }
@@ -144,7 +165,7 @@ package final class SessionDomain: Sendable {
             return .saved
         }
         if let lockID, storeHadItem {
-            try store.releaseItemExclusive(key, lockID: lockID)
+            try measure { () throws(SessionStoreError) in try store.releaseItemExclusive(key, lockID: lockID) }
         }
         return .unchanged
     }

@@ -138,10 +138,19 @@ public protocol SessionStateStore: Sendable {
     /// anyway, with an empty session that is never written back (Microsoft's Redis provider's
     /// `throwOnError="false"`); false (the default): it gets 503 with `Retry-After`.
     var failsOpen: Bool { get }
+
+    /// Where the store keeps its sessions, for the status page and metrics: `memory`, a host
+    /// and port, a file, a database; never a password. Default: the type's name.
+    var statusLocation: String { get }
+
+    /// Sessions the store holds now, where it knows without scanning (InProc); nil otherwise.
+    var liveSessionCount: Int? { get }
 }
 
 extension SessionStateStore {
     public var failsOpen: Bool { false }
+    public var statusLocation: String { String(describing: type(of: self)) }
+    public var liveSessionCount: Int? { nil }
 
     public func createNewStoreData(timeout: Int) -> SessionStateStoreData {
         SessionStateStoreData(timeout: timeout)

@@ -92,6 +92,7 @@ public final class StateServerSessionStore: ClosableSessionStateStore {
     }
 
     public let configuration: Configuration
+    public var statusLocation: String { "\(configuration.address)" }
     private let logger: Logger
     private let idle = Locked<[StateServerConnection]>([])
     /// Set from the server's `X-SessionHost` header: it offers the wake-up and strict-lock

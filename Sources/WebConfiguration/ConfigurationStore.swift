@@ -60,6 +60,8 @@ public final class ConfigurationStore: Sendable {
     /// Bytes of watched paths before everything is forgotten and re-read on demand. Only paths
     /// that exist or whose folder exists are watched, so only a huge tree on disk reaches it.
     static let watchedByteLimit = 16 << 20
+    /// Configuration errors kept for the status page.
+    static let errorsKept = 100
 
     private struct State {
         /// Mirrors `ConfigurationStore.generation`.
@@ -72,6 +74,15 @@ public final class ConfigurationStore: Sendable {
         var directories = BoundedCache<LookupKey, Lookup>(byteLimit: ConfigurationStore.directoryMemoByteLimit)
         var sections = BoundedCache<SectionKey, MergedSection>(byteLimit: ConfigurationStore.sectionMemoByteLimit)
         var urls = BoundedCache<LookupKey, Lookup>(byteLimit: ConfigurationStore.urlMemoByteLimit)
+        /// The errors lookups found since the files were last read (the status page), at most
+        /// `errorsKept`.
+        var errorsSeen: [ConfigurationError] = []
+
+        mutating func noteErrors(_ errors: [ConfigurationError]) {
+            for error in errors where errorsSeen.count < ConfigurationStore.errorsKept && !errorsSeen.contains(error) {
+                errorsSeen.append(error)
+            }
+        }
 
         /// Forgets everything read; the counters go on.
         mutating func reset() {
@@ -185,7 +196,8 @@ public final class ConfigurationStore: Sendable {
                 memoisedSectionBytes: state.sections.bytes,
                 watchedPaths: state.files.watched.count,
                 watchedBytes: state.files.watchedBytes,
-                generation: state.generation)
+                generation: state.generation,
+                errors: state.errorsSeen)
         }
     }
 
@@ -288,7 +300,10 @@ public final class ConfigurationStore: Sendable {
             generation.store(state.generation, ordering: .releasing)
         }
         let machine = machineLevel(&state)
-        guard machine.errors.isEmpty else { return Checked(lookup: .failure(ConfigurationErrors(machine.errors)), levels: []) }
+        guard machine.errors.isEmpty else {
+            state.noteErrors(machine.errors)
+            return Checked(lookup: .failure(ConfigurationErrors(machine.errors)), levels: [])
+        }
         guard let site = machine.site(key.site) else {
             let at = SourceLocation(file: machine.applicationHost.path, line: machine.applicationHost.sitesElement?.line ?? 1)
             return Checked(lookup: .failure(ConfigurationErrors([ConfigurationError("applicationHost.config has no site with \(key.site).", at: at)])), levels: [])
@@ -301,6 +316,7 @@ public final class ConfigurationStore: Sendable {
         } else {
             base = checked(Resolver(machine: machine, site: site, walk: walk).resolve(path: prefix.path, work: &state.work, sections: &state.sections))
             if case .failure(let errors) = base {
+                state.noteErrors(errors.errors)
                 logger.error("invalid configuration", metadata: [
                     "path": "\(prefix.path)", "site": "\(key.site)", "errors": "\(errors.errors.map(\.description).joined(separator: "; "))",
                 ])
@@ -392,6 +408,9 @@ public struct ConfigurationStoreStatistics: Sendable, Hashable {
     public var watchedBytes: Int
     /// Bumped whenever the memos are emptied (a reload or a change on disk).
     public var generation: UInt64
+    /// The configuration errors requests ran into since the files were last read (at most 100):
+    /// what the 500.19 pages showed.
+    public var errors: [ConfigurationError] = []
 
     /// The bounds of `memoisedURLBytes`, `memoisedDirectoryBytes` and `watchedBytes`.
     public static let memoisedURLByteLimit = ConfigurationStore.urlMemoByteLimit
