@@ -8,6 +8,7 @@ final class StateConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let table: StateTable
+    private let counters: StateServerCounters
     private let logger: Logger
     /// The longest lock wait a client may ask for.
     private let maxWait: TimeAmount
@@ -27,8 +28,9 @@ final class StateConnectionHandler: ChannelInboundHandler {
         var timeout: Scheduled<Void>
     }
 
-    init(table: StateTable, maxWait: TimeAmount, logger: Logger) {
+    init(table: StateTable, counters: StateServerCounters, maxWait: TimeAmount, logger: Logger) {
         self.table = table
+        self.counters = counters
         self.maxWait = maxWait
         self.logger = logger
     }
@@ -75,20 +77,26 @@ final class StateConnectionHandler: ChannelInboundHandler {
         while waiting == nil, !closing, let frame = queue.popFirst() {
             switch frame {
             case .invalid(let status, let reason):
+                counters.malformed.wrappingAdd(1, ordering: .relaxed)
                 logger.notice("closing a state-server connection after a malformed request", metadata: ["reason": "\(reason)", "status": "\(status)"])
                 context.write(wrapOutboundOut(StateResponse.invalid(status: status, reason: reason, allocator: context.channel.allocator)), promise: nil)
                 wrote = true
                 close(context: context)
             case .request(let request):
+                counters.count(request.operation)
                 if case .get(let acquire, let milliseconds?, _) = request.operation, milliseconds > 0 {
                     let answer = table.get(request.key, acquire: acquire)
                     if case .locked = answer {
+                        counters.waits.wrappingAdd(1, ordering: .relaxed)
                         startWait(context: context, request: request, deadline: .now() + min(.milliseconds(Int64(milliseconds)), maxWait))
                         break
                     }
+                    counters.count(answer)
                     context.write(wrapOutboundOut(StateResponse.encode(answer, for: request, allocator: context.channel.allocator)), promise: nil)
                 } else {
-                    context.write(wrapOutboundOut(StateResponse.encode(perform(request), for: request, allocator: context.channel.allocator)), promise: nil)
+                    let answer = perform(request)
+                    counters.count(answer)
+                    context.write(wrapOutboundOut(StateResponse.encode(answer, for: request, allocator: context.channel.allocator)), promise: nil)
                 }
                 wrote = true
                 if !request.keepAlive || (draining && queue.isEmpty) { close(context: context) }
@@ -147,6 +155,8 @@ final class StateConnectionHandler: ChannelInboundHandler {
         current.timeout.cancel()
         table.cancelWait(current.request.key, current.waiter)
         waiting = nil
+        if case .locked = answer { counters.waitsTimedOut.wrappingAdd(1, ordering: .relaxed) }
+        counters.count(answer)
         context.write(wrapOutboundOut(StateResponse.encode(answer, for: current.request, allocator: context.channel.allocator)), promise: nil)
         if !current.request.keepAlive { close(context: context) }
         context.flush()

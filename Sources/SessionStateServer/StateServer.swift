@@ -1,7 +1,9 @@
 import Locking
 package import Logging
 package import NIOCore
+import NIOHTTP1
 import NIOPosix
+import Foundation
 import ServiceLifecycle
 
 /// `session-state-server`: ASP.NET's state server (`aspnet_state`) for SessionHost and for
@@ -20,6 +22,9 @@ package final class StateServer: Service, Sendable {
         /// The longest lock wait a client may ask for (`X-SessionHost-Wait`).
         package var maxWait: TimeAmount
         package var threads: Int
+        /// Where the status page listens (`--status-listen`); nil: no status page.
+        package var statusHost: String?
+        package var statusPort: Int = 0
 
         package init(host: String = "127.0.0.1", port: Int = 42424, allowRemote: Bool = false,
                      limits: StateTable.Limits = StateTable.Limits(maxItemSize: 16 << 20, maxTotalSize: 1 << 30),
@@ -40,6 +45,10 @@ package final class StateServer: Service, Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let connections = Locked<[ObjectIdentifier: any Channel]>([:])
     private let bound = Locked<SocketAddress?>(nil)
+    private let statusBound = Locked<SocketAddress?>(nil)
+    package let counters = StateServerCounters()
+    private let startedAt = Date()
+    private let startedInstant = ContinuousClock.now
 
     package init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -50,6 +59,21 @@ package final class StateServer: Service, Sendable {
 
     /// Where it listens once `run()` has bound (useful with port 0).
     package var localAddress: SocketAddress? { bound.withLock { $0 } }
+    /// Where the status page listens once bound.
+    package var statusAddress: SocketAddress? { statusBound.withLock { $0 } }
+
+    /// The numbers of the status page now.
+    func status() -> StateServerStatus {
+        let table = table.statistics
+        let elapsed = (ContinuousClock.now - startedInstant).components
+        return StateServerStatus(
+            pid: getpid(), startTime: startedAt.ISO8601Format(), uptimeSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
+            connections: connections.withLock { $0.count }, sessions: table.sessions, bytes: table.bytes, maxBytes: configuration.limits.maxTotalSize,
+            locked: table.locked, operations: counters.operations, lockConflicts: counters.lockConflicts.load(ordering: .relaxed),
+            notFound: counters.notFound.load(ordering: .relaxed), tooLarge: counters.tooLarge.load(ordering: .relaxed),
+            waits: counters.waits.load(ordering: .relaxed), waitsTimedOut: counters.waitsTimedOut.load(ordering: .relaxed),
+            malformedRequests: counters.malformed.load(ordering: .relaxed))
+    }
 
     package func run() async throws {
         let channel: any Channel
@@ -61,6 +85,16 @@ package final class StateServer: Service, Sendable {
             throw error
         }
         bound.withLock { $0 = channel.localAddress }
+        let statusChannel: (any Channel)?
+        do { statusChannel = try await bindStatus() } catch {
+            channel.close(promise: nil)
+            try await group.shutdownGracefully()
+            throw error
+        }
+        if let statusChannel {
+            statusBound.withLock { $0 = statusChannel.localAddress }
+            logger.info("status page on http://\(statusChannel.localAddress.map(Self.describe) ?? "?")/ (JSON; ?format=prometheus for Prometheus text)")
+        }
         logger.info("session-state-server listening on \(channel.localAddress.map(Self.describe) ?? "?")", metadata: [
             "remote-clients": "\(configuration.allowRemote ? "allowed" : "refused (loopback only)")",
             "max-item-size": "\(configuration.limits.maxItemSize)", "max-memory": "\(configuration.limits.maxTotalSize)",
@@ -75,6 +109,7 @@ package final class StateServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             channel.close(promise: nil)
+            statusChannel?.close(promise: nil)
         }
         sweep.cancel()
         await drainConnections()
@@ -102,10 +137,25 @@ package final class StateServer: Service, Sendable {
                 track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(StateRequestDecoder(maxBodySize: limits.maxItemSize)))
-                    try channel.pipeline.syncOperations.addHandler(StateConnectionHandler(table: table, maxWait: maxWait, logger: logger), name: "state")
+                    try channel.pipeline.syncOperations.addHandler(StateConnectionHandler(table: table, counters: counters, maxWait: maxWait, logger: logger), name: "state")
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
+            .get()
+    }
+
+    /// The status page's listener (`statusHost`), an HTTP/1.1 server of its own.
+    private func bindStatus() async throws -> (any Channel)? {
+        guard let host = configuration.statusHost else { return nil }
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(StateStatusHandler { [self] in status() })
+                }
+            }
+            .bind(host: host, port: configuration.statusPort)
             .get()
     }
 

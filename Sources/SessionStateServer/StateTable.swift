@@ -253,11 +253,20 @@ package final class StateTable: Sendable {
         package var sessions: Int
         /// Their bytes, as counted against `maxTotalSize`.
         package var bytes: Int
+        /// Sessions locked now.
+        package var locked: Int = 0
     }
 
     package var statistics: Statistics {
-        let sessions = shards.reduce(0) { count, shard in count + shard.withLock { $0.entries.count } }
-        return Statistics(sessions: sessions, bytes: total.withLock { $0 })
+        var sessions = 0
+        var locked = 0
+        for shard in shards {
+            shard.withLock { state in
+                sessions += state.entries.count
+                locked += state.entries.values.count { $0.locked }
+            }
+        }
+        return Statistics(sessions: sessions, bytes: total.withLock { $0 }, locked: locked)
     }
 
     private func reserve(bytes: Int) -> Bool {

@@ -38,6 +38,9 @@ struct SessionStateServerCommand: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int = System.coreCount
 
+    @Option(name: .customLong("status-listen"), help: ArgumentHelp("Serve a status page over HTTP at HOST:PORT (JSON; ?format=prometheus for Prometheus text): sessions, bytes, locks, operations, lock waits. Answers loopback clients only. Off by default.", valueName: "address"))
+    var statusListen: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -45,6 +48,7 @@ struct SessionStateServerCommand: AsyncParsableCommand {
         guard Self.address(listen) != nil else { throw ValidationError("--listen must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:42424") }
         guard let item = Self.size(maxItemSize), item > 0 else { throw ValidationError("--max-item-size must be a number of bytes, optionally with K, M or G") }
         guard let memory = Self.size(maxMemory), memory >= item else { throw ValidationError("--max-memory must be a number of bytes (K, M, G) no smaller than --max-item-size") }
+        if let statusListen, Self.address(statusListen) == nil { throw ValidationError("--status-listen must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:42425") }
         guard threads >= 1, threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
     }
@@ -58,10 +62,13 @@ struct SessionStateServerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "session-state-server")
         guard let (host, port) = Self.address(listen), let item = Self.size(maxItemSize), let memory = Self.size(maxMemory) else { return }
-        let server = StateServer(
-            configuration: .init(host: host, port: port, allowRemote: allowRemote,
-                                 limits: .init(maxItemSize: item, maxTotalSize: memory), threads: threads),
-            logger: logger)
+        var configuration = StateServer.Configuration(
+            host: host, port: port, allowRemote: allowRemote, limits: .init(maxItemSize: item, maxTotalSize: memory), threads: threads)
+        if let status = statusListen.flatMap(Self.address) {
+            configuration.statusHost = status.host
+            configuration.statusPort = status.port
+        }
+        let server = StateServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

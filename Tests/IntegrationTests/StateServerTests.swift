@@ -12,6 +12,46 @@ struct StateServerTests {
         "%2fLM%2fW3SVC%2f1%2fROOT%2fapp(Xy1%2bz%2f%3d)%2f" + id
     }
 
+    /// `--status-listen`: sessions, bytes, locks and operations move with known traffic; the
+    /// Prometheus text parses.
+    @Test func theStatusPageCountsSessionsLocksAndOperations() throws {
+        let server = try StateServerProcess(arguments: ["--status-listen", "127.0.0.1:0"])
+        defer { server.stop() }
+        let statusPort = try #require(server.log.firstMatch(of: /status page on http:\/\/127\.0\.0\.1:(\d+)\//).flatMap { Int($0.1) })
+        func status() throws -> [String: Any] {
+            let reply = try StateConnection(port: statusPort).request("GET", "/")
+            #expect(reply.status == 200)
+            #expect(reply.header("Content-Type") == "application/json")
+            return try #require(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any])
+        }
+        let before = try status()
+        #expect(before["sessions"] as? Int == 0)
+        let connection = try server.connect()
+        for index in 0..<3 {
+            #expect(try connection.request("PUT", Self.target("session\(index)"), [("Timeout", "20")], body: [1, 2, 3]).status == 200)
+        }
+        #expect(try connection.request("GET", Self.target("session0"), [("Exclusive", "acquire")]).status == 200)
+        #expect(try connection.request("GET", Self.target("session0"), [("Exclusive", "acquire")]).status == 423)
+        #expect(try connection.request("GET", Self.target("missing")).status == 404)
+        let after = try status()
+        #expect(after["sessions"] as? Int == 3)
+        #expect(after["locked"] as? Int == 1)
+        #expect((after["bytes"] as? Int ?? 0) >= 3 * 3)
+        #expect(after["connections"] as? Int == 1)
+        let operations = try #require(after["operations"] as? [String: Int])
+        #expect(operations["put"] == 3)
+        #expect(operations["getExclusive"] == 2)
+        #expect(operations["get"] == 1)
+        #expect(after["lockConflicts"] as? Int == 1)
+        #expect(after["notFound"] as? Int == 1)
+        let text = try StateConnection(port: statusPort).request("GET", "/?format=prometheus")
+        #expect(text.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
+        let metrics = try PrometheusParser.parse(String(decoding: text.body, as: UTF8.self))
+        #expect(metrics.samples.first { $0.name == "sessionhost_state_server_sessions" }?.value == 3)
+        #expect(metrics.samples.first { $0.name == "sessionhost_state_server_operations_total" && $0.labels["operation"] == "put" }?.value == 3)
+        #expect(metrics.types["sessionhost_state_server_lock_conflicts_total"] == "counter")
+    }
+
     @Test func theProtocolRowByRow() throws {
         let server = try StateServerProcess()
         defer { server.stop() }
