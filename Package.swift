@@ -283,7 +283,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SessionHostTests",
-            dependencies: ["SessionHost", "SessionHostTesting", "DemoSite", "SQLSessionStore", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["SessionHost", "SessionHostTesting", "DemoSite", "SQLSessionStore", "Locking", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -55,4 +55,16 @@ struct ApacheTests {
         #expect(next.aspNet?.id == id)
         #expect(next.get == "1")
     }
+
+    /// The shipped virtual host keeps the status path to local clients (`Require local`); from
+    /// 127.0.0.1 it passes, with the client's address, to the worker's own check.
+    @Test func theStatusPagePassesForLocalClients() throws {
+        let tree = try SessionTree()
+        let fixture = try Fixture(frontEnd: .apache, worker: "session-probe", workerArguments: ["--config-dir", tree.configDirectory, "--status-path", "/sessionhost-status"])
+        defer { fixture.stop() }
+        let reply = try HTTPConnection(port: fixture.port).send("GET", "/sessionhost-status?format=prometheus")
+        #expect(reply.status == 200)
+        let metrics = try PrometheusParser.parse(reply.text)
+        #expect(metrics.types["sessionhost_requests_total"] == "counter")
+    }
 }

@@ -688,7 +688,9 @@ struct SessionTests {
         #expect(!fixture.workerLog.contains("www/goodss/web.config"))
     }
 
-    // MARK: Expiry and Session_End (TestWorker, manual clock)
+    // MARK: Expiry (TestWorker, manual clock)
+    // Expiry, Session_End and abandon of both domains are tested on SessionHostTesting
+    // (SessionHostTests/SessionLifecycleTests); what needs the worker behind nginx stays here.
 
     /// The TestWorker's `/sessions/…` answers.
     static func json(_ reply: HTTPReply) throws -> Any {
@@ -698,125 +700,6 @@ struct SessionTests {
 
     static func both(_ browser: Browser, _ query: String = "") throws -> [String: String] {
         try json(try browser.get("/sessions/both" + query)) as? [String: String] ?? [:]
-    }
-
-    static func ended(_ fixture: Fixture) throws -> [[String: String]] {
-        try json(try fixture.get("/sessions/ended")) as? [[String: String]] ?? []
-    }
-
-    static func advance(_ fixture: Fixture, minutes: Int) throws {
-        // No cookies: a request without session needs would refresh the session it names.
-        #expect(try fixture.get("/sessions/clock?advance=\(minutes * 60)").status == 200)
-    }
-
-    @Test func expiryRaisesSessionEndInBothDomains() throws {
-        let tree = try SessionTree()
-        let fixture = try Fixture.sessions(tree, worker: "TestWorker")
-        defer { fixture.finish() }
-        let browser = Browser(fixture)
-        let start = try Self.both(browser, "?set=k&v=1")
-        let aspNetID = try #require(start["aspnet"])
-        let aspID = try #require(start["asp"])
-        #expect(start["aspnetNew"] == "true")
-        #expect(browser.cookies["ASP.NET_SessionId"] == aspNetID)
-        #expect(browser.aspCookie?.value == aspID)
-
-        try Self.advance(fixture, minutes: 19)
-        let alive = try Self.both(browser)
-        #expect(alive["aspnet"] == aspNetID)
-        #expect(alive["asp"] == aspID)
-        #expect(alive["aspnetNew"] == "false")
-        #expect(alive["aspNew"] == "false")
-        #expect(alive["aspnetCount"] == "1")
-        #expect(try Self.ended(fixture).isEmpty)
-
-        // 19 + 21 minutes, the last 21 untouched: both sessions (20-minute timeouts) are over.
-        try Self.advance(fixture, minutes: 21)
-        var ended: [[String: String]] = []
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            ended = try Self.ended(fixture)
-            if ended.count >= 2 { break }
-            usleep(20_000)
-        }
-        let aspNetEnd = ended.first { $0["domain"] == "aspnet" }
-        let aspEnd = ended.first { $0["domain"] == "asp" }
-        #expect(ended.count == 2, "\(ended)")
-        #expect(aspNetEnd?["id"] == aspNetID)
-        #expect(aspNetEnd?["reason"] == "expired")
-        #expect(aspNetEnd?["items"] == "k=1")
-        #expect(aspEnd?["id"] == aspID)
-        #expect(aspEnd?["reason"] == "expired")
-        #expect(aspEnd?["items"] == "k=1")
-
-        let after = try Self.both(browser)
-        #expect(after["aspnetNew"] == "true")
-        #expect(after["aspNew"] == "true")
-        #expect(after["aspnet"] != aspNetID)
-        #expect(after["asp"] != aspID)
-        #expect(after["aspnetCount"] == "0")
-    }
-
-    @Test func requestsWithoutSessionNeedsKeepTheASPNETSessionAlive() throws {
-        let tree = try SessionTree()
-        let fixture = try Fixture.sessions(tree, worker: "TestWorker")
-        defer { fixture.finish() }
-        let browser = Browser(fixture)
-        let start = try Self.both(browser, "?set=k&v=1")
-        for _ in 0..<2 {
-            try Self.advance(fixture, minutes: 15)
-            // A handler that needs no session resets the ASP.NET timeout (`ResetItemTimeout`, README).
-            #expect(try browser.get("/echo").status == 200)
-        }
-        try Self.advance(fixture, minutes: 1)
-        // 31 minutes after the last use of either: the ASP session expired, the ASP.NET one lives.
-        let after = try Self.both(browser)
-        #expect(after["aspnet"] == start["aspnet"])
-        #expect(after["aspnetNew"] == "false")
-        #expect(after["aspNew"] == "true")
-        #expect(after["asp"] != start["asp"])
-    }
-
-    @Test func abandonRaisesSessionEnd() throws {
-        let tree = try SessionTree()
-        let fixture = try Fixture.sessions(tree, worker: "TestWorker")
-        defer { fixture.finish() }
-        let browser = Browser(fixture)
-        let start = try Self.both(browser, "?set=k&v=1")
-        _ = try Self.both(browser, "?abandon=1")
-        var ended = try Self.ended(fixture)
-        #expect(ended.count == 1)
-        #expect(ended.first?["domain"] == "aspnet")
-        #expect(ended.first?["id"] == start["aspnet"])
-        #expect(ended.first?["reason"] == "abandoned")
-        #expect(ended.first?["items"] == "k=1")
-        _ = try Self.both(browser, "?asp-abandon=1")
-        ended = try Self.ended(fixture)
-        #expect(ended.count == 2)
-        #expect(ended.last?["domain"] == "asp")
-        #expect(ended.last?["id"] == start["asp"])
-        #expect(ended.last?["reason"] == "abandoned")
-        #expect(ended.last?["items"] == "k=1")
-    }
-
-    @Test func anExpiredIDIsNotAdoptedEvenBeforeTheSweep() throws {
-        // The request comes right after the clock moves, usually before the sweep (every 20 ms
-        // in the TestWorker) has removed the expired sessions: the ID must not be known then either.
-        let tree = try SessionTree()
-        let fixture = try Fixture.sessions(tree, worker: "TestWorker")
-        defer { fixture.finish() }
-        let connection = try fixture.connection()
-        for _ in 0..<10 {
-            let browser = Browser(fixture)
-            let start = try Self.both(browser, "?set=k&v=1")
-            #expect(try connection.send("GET", "/sessions/clock?advance=\(21 * 60)").status == 200)
-            let reply = try connection.send("GET", "/sessions/both", headers: [("Cookie", try #require(browser.cookieHeader))])
-            let after = try Self.json(reply) as? [String: String] ?? [:]
-            #expect(after["aspnet"] != start["aspnet"])
-            #expect(after["aspnetNew"] == "true")
-            #expect(after["asp"] != start["asp"])
-            #expect(reply.headers("set-cookie").isEmpty)
-        }
     }
 
     @Test func expiredASPSessionsDoNotCountTowardMaxEvenBeforeTheSweep() throws {

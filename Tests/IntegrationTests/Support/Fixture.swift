@@ -146,6 +146,7 @@ final class Fixture {
             ServerName localhost
             LoadModule mpm_event_module \(modules)/mod_mpm_event.so
             LoadModule authz_core_module \(modules)/mod_authz_core.so
+            LoadModule authz_host_module \(modules)/mod_authz_host.so
             LoadModule proxy_module \(modules)/mod_proxy.so
             LoadModule proxy_fcgi_module \(modules)/mod_proxy_fcgi.so
             \(geteuid() == 0 ? "User www-data\nGroup www-data" : "")
