@@ -48,6 +48,7 @@ public enum DemoSite {
                 <li><a href="/async">An async handler</a></li>
                 <li><a href="/fail">A handler that throws</a> (you get a generic 500 page; the error goes to the log)</li>
                 <li><a href="/missing">A page that does not exist</a></li>
+                <li><a href="/sessionhost-status">The worker's status page</a> (<a href="/sessionhost-status?format=prometheus">as Prometheus text</a>): threads, connections, requests, sessions and their stores; <code>scripts/demo</code> runs the worker with <code>--status-path /sessionhost-status</code>, and it answers local clients only</li>
                 </ul>
                 """)
         }
