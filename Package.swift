@@ -53,6 +53,10 @@ let package = Package(
         // nothing of anything else.
         .target(name: "Locking", swiftSettings: strict),
 
+        // Prometheus's text exposition format for the status pages of the worker and the state
+        // server. Knows nothing of anything else.
+        .target(name: "PrometheusExposition", swiftSettings: strict),
+
         // The FastCGI transport: sockets, worker threads, records. Knows nothing of HTTP routing,
         // configuration or sessions.
         .target(
@@ -106,6 +110,7 @@ let package = Package(
             name: "SessionStateServer",
             dependencies: [
                 "Locking",
+                "PrometheusExposition",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -178,6 +183,7 @@ let package = Package(
             dependencies: [
                 "FastCGI",
                 "Locking",
+                "PrometheusExposition",
                 "WebConfiguration",
                 "SessionState",
                 .product(name: "Crypto", package: "swift-crypto"),

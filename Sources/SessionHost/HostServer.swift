@@ -264,7 +264,13 @@ public final class HostServer: Service, Sendable {
         if request.query("format") == "prometheus" {
             return Response(headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"], body: .string(snapshot.prometheus()))
         }
-        return Response(headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .bytes(snapshot.json()))
+        do {
+            return Response(headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .bytes(try snapshot.json()))
+        } catch {
+            // Numbers and strings only: not expected, and logged if it ever happens.
+            logger.error("the status page could not be encoded", metadata: ["request": "\(request.id)", "error": "\(error)"])
+            return ErrorPage.response(.internalServerError, detail: "The status could not be encoded.", reference: request.id)
+        }
     }
 
     /// The worker's numbers now.
@@ -297,7 +303,9 @@ public final class HostServer: Service, Sendable {
             logger.debug("handler answered \(error.status.code)", metadata: ["request": "\(id)", "error": "\(String(reflecting: error))"])
         }
         var page = ErrorPage.response(error.status, detail: error.message ?? Self.sentence(for: error.status), reference: serverError ? id : nil)
-        for field in error.headers { page.headers[fields: field.name] = [field] }
+        // The error's fields replace the page's of the same name, all of them (two challenges
+        // of WWW-Authenticate stay two).
+        for name in Set(error.headers.map(\.name)) { page.headers[fields: name] = error.headers[fields: name] }
         return page
     }
 

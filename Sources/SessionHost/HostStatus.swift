@@ -1,4 +1,5 @@
 import Foundation
+import PrometheusExposition
 import SessionState
 import WebConfiguration
 
@@ -41,6 +42,25 @@ struct HostStatus: Encodable {
         var storeCalls: UInt64
         var storeErrors: UInt64
         var storeSeconds: Double
+
+        /// Whether `other` has the same labels (domain, mode, store).
+        func isSameStore(_ other: SessionStore) -> Bool {
+            domain == other.domain && mode == other.mode && store == other.store
+        }
+
+        /// Adds `other`'s numbers: stores of one place whose other settings differ (two
+        /// applications' timeouts, say) are one entry, so that no two Prometheus series share
+        /// their labels.
+        mutating func add(_ other: SessionStore) {
+            if let count = other.liveSessions { liveSessions = (liveSessions ?? 0) + count }
+            lockWaits += other.lockWaits
+            lockWaitSeconds += other.lockWaitSeconds
+            queueLimitRefusals += other.queueLimitRefusals
+            staleLocksBroken += other.staleLocksBroken
+            storeCalls += other.storeCalls
+            storeErrors += other.storeErrors
+            storeSeconds += other.storeSeconds
+        }
     }
 
     struct Configuration: Encodable {
@@ -70,20 +90,21 @@ struct HostStatus: Encodable {
     var configuration: Configuration
 
     /// The JSON page: keys sorted, pretty-printed, so that a person reads it as easily as a tool.
-    func json() -> [UInt8] {
+    func json() throws(EncodingError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
             return Array(try encoder.encode(self)) + [10]
+        } catch let error as EncodingError {
+            throw error
         } catch {
-            // Only numbers and strings: encoding cannot fail; say so if it ever does.
-            return Array("{\"error\": \"the status could not be encoded\"}\n".utf8)
+            throw EncodingError.invalidValue(self, .init(codingPath: [], debugDescription: "\(error)"))
         }
     }
 
     /// The same numbers as Prometheus text, metric names prefixed `sessionhost_`.
     func prometheus() -> String {
-        var text = PrometheusText()
+        var text = PrometheusText(prefix: "sessionhost_")
         text.metric("build_info", .gauge, help: "The worker's version (always 1).", [.init(["version": version], 1)])
         text.metric("start_time_seconds", .gauge, help: "When the worker started, in seconds since the Unix epoch.", startTimeSeconds)
         text.metric("uptime_seconds", .gauge, help: "Seconds since the worker started.", uptimeSeconds)

@@ -118,8 +118,12 @@ final class OutOfProcessStores: Sendable {
 
     /// The stores open now, for the status page.
     func statuses() -> [HostStatus.SessionStore] {
-        stores.withLock { $0.map { settings, entry in SessionManager.status(of: entry.domain, domain: "ASP.NET", mode: settings.mode.rawValue) } }
-            .sorted { ($0.mode, $0.store) < ($1.mode, $1.store) }
+        let each = stores.withLock { $0.map { settings, entry in SessionManager.status(of: entry.domain, domain: "ASP.NET", mode: settings.mode.rawValue) } }
+        var merged: [HostStatus.SessionStore] = []
+        for status in each {
+            if let index = merged.firstIndex(where: { $0.isSameStore(status) }) { merged[index].add(status) } else { merged.append(status) }
+        }
+        return merged.sorted { ($0.mode, $0.store) < ($1.mode, $1.store) }
     }
 
     /// Closes the stores nobody used for `idleLifetime` (settings that a configuration change

@@ -65,15 +65,16 @@ public struct Routes: Sendable {
         }
     }
 
-    /// A segment of prefix routes, longest first.
+    /// The routes of a prefix (or of a name under a folder).
     struct PrefixEntry: Sendable {
         var prefix: String
         var entry: Entry
     }
 
     private var exact: [String: Entry] = [:]
-    /// By last path segment, as IIS maps handlers by file name.
-    private var named: [String: Entry] = [:]
+    /// By last path segment, as IIS maps handlers by file name; each under a folder (a group's
+    /// path, or `/`), longest first.
+    private var named: [String: [PrefixEntry]] = [:]
     /// Longest first, so the most specific prefix wins.
     private var prefixes: [PrefixEntry] = []
     /// Inside `group`: the group's path, session needs and methods.
@@ -85,31 +86,54 @@ public struct Routes: Sendable {
 
     /// Serves exactly `path` (e.g. `/`, `/about`), below the group's path in a group.
     public mutating func exact(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
-        exact[base + path, default: Entry()].add(route(.sync(handler), methods, sessions))
+        exact[joined(path), default: Entry()].add(route(.sync(handler), methods, sessions))
     }
 
     public mutating func exact(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
-        exact[base + path, default: Entry()].add(route(.async(handler), methods, sessions))
+        exact[joined(path), default: Entry()].add(route(.async(handler), methods, sessions))
     }
 
     /// Serves every path whose last segment is `name`, in any folder: `probe` matches `/probe`,
-    /// `/a/b/probe`. Exact paths take precedence; these take precedence over prefixes.
+    /// `/a/b/probe`; in a group, in any folder below the group's path. Exact paths take
+    /// precedence; these take precedence over prefixes.
     public mutating func named(_ name: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
-        named[name, default: Entry()].add(route(.sync(handler), methods, sessions))
+        addNamed(name, route(.sync(handler), methods, sessions))
     }
 
     public mutating func named(_ name: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
-        named[name, default: Entry()].add(route(.async(handler), methods, sessions))
+        addNamed(name, route(.async(handler), methods, sessions))
+    }
+
+    private mutating func addNamed(_ name: String, _ route: Route) {
+        let folder = base.isEmpty ? "/" : base
+        var entries = named[name] ?? []
+        if let index = entries.firstIndex(where: { $0.prefix == folder }) {
+            entries[index].entry.add(route)
+        } else {
+            var entry = Entry()
+            entry.add(route)
+            entries.append(PrefixEntry(prefix: folder, entry: entry))
+            entries.sort { $0.prefix.count > $1.prefix.count }
+        }
+        named[name] = entries
+    }
+
+    /// `path` below the group's path, with exactly one `/` between them (a missing leading `/`
+    /// is added).
+    private func joined(_ path: String) -> String {
+        let relative = path.hasPrefix("/") ? path : "/" + path
+        if base.isEmpty { return relative }
+        return relative == "/" ? base + "/" : base + relative
     }
 
     /// Serves `prefix` and every path below it, segment-wise: `/docs` matches `/docs`,
     /// `/docs/` and `/docs/a`, not `/docsx`. `/` matches everything.
     public mutating func prefix(_ prefix: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping SyncHandler) {
-        addPrefix(base + prefix, route(.sync(handler), methods, sessions))
+        addPrefix(joined(prefix), route(.sync(handler), methods, sessions))
     }
 
     public mutating func prefix(_ prefix: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ handler: @escaping AsyncHandler) {
-        addPrefix(base + prefix, route(.async(handler), methods, sessions))
+        addPrefix(joined(prefix), route(.async(handler), methods, sessions))
     }
 
     /// Routes below `path` (exact and prefix paths are relative to it). The group's session
@@ -117,7 +141,8 @@ public struct Routes: Sendable {
     /// read-only, say); the group's methods apply to the routes that name none.
     public mutating func group(_ path: String, methods: Set<HTTPRequest.Method>? = nil, sessions: SessionRequirements = [], _ body: (inout Routes) -> Void) {
         let saved = (base, groupSessions, groupMethods)
-        base += path.hasSuffix("/") ? String(path.dropLast()) : path
+        let folder = joined(path)
+        base = folder.hasSuffix("/") ? String(folder.dropLast()) : folder
         groupSessions = [groupSessions, sessions]
         groupMethods = methods ?? groupMethods
         body(&self)
@@ -153,14 +178,16 @@ public struct Routes: Sendable {
 
     private func entry(for path: String) -> Entry? {
         if let entry = exact[path] { return entry }
-        if !named.isEmpty, let slash = path.lastIndex(of: "/"), let entry = named[String(path[path.index(after: slash)...])] { return entry }
-        for candidate in prefixes {
-            let prefix = candidate.prefix
-            if prefix == "/" || path == prefix || (path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")) {
-                return candidate.entry
-            }
+        if !named.isEmpty, let slash = path.lastIndex(of: "/"), let entries = named[String(path[path.index(after: slash)...])],
+           let entry = entries.first(where: { Self.isBelow(path, $0.prefix) }) {
+            return entry.entry
         }
-        return nil
+        return prefixes.first { Self.isBelow(path, $0.prefix) }?.entry
+    }
+
+    /// Whether `path` is `prefix` or below it, by whole segments (`/` contains everything).
+    private static func isBelow(_ path: String, _ prefix: String) -> Bool {
+        prefix == "/" || path == prefix || (path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/"))
     }
 }
 

@@ -16,10 +16,17 @@ public struct StatusAllowList: Sendable, Hashable {
     /// Reads `entries` (addresses, optionally `/bits`); throws with the first one that is not.
     public init(_ entries: [String]) throws(StatusAllowListError) {
         for entry in entries {
-            let parts = entry.split(separator: "/", maxSplits: 1).map(String.init)
-            guard let bytes = Self.addressBytes(parts[0]) else { throw StatusAllowListError(entry: entry) }
-            let bits = parts.count == 2 ? Int(parts[1]) : bytes.count * 8
-            guard let bits, bits >= 0, bits <= bytes.count * 8 else { throw StatusAllowListError(entry: entry) }
+            let parts = entry.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard let address = parts.first, var bytes = Self.addressBytes(address) else { throw StatusAllowListError(entry: entry) }
+            guard var bits = parts.count == 2 ? Int(parts[1]) : bytes.count * 8, bits >= 0, bits <= bytes.count * 8 else {
+                throw StatusAllowListError(entry: entry)
+            }
+            // An IPv4-mapped entry (`::ffff:10.0.0.0/104`) is kept as the IPv4 network it names,
+            // as mapped clients are matched as IPv4.
+            if let v4 = Self.mappedIPv4(bytes) {
+                bytes = v4
+                bits = max(0, bits - 96)
+            }
             networks.append(Network(bytes: bytes, prefixBits: bits))
         }
     }
@@ -29,7 +36,7 @@ public struct StatusAllowList: Sendable, Hashable {
         if HostServer.isLoopback(address) { return true }
         guard !networks.isEmpty, var bytes = Self.addressBytes(address) else { return false }
         // An IPv4 client on an IPv6 socket (`::ffff:10.0.0.5`) is matched as IPv4.
-        if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF { bytes = Array(bytes[12...]) }
+        if let v4 = Self.mappedIPv4(bytes) { bytes = v4 }
         return networks.contains { network in
             guard network.bytes.count == bytes.count else { return false }
             var remaining = network.prefixBits
@@ -40,6 +47,12 @@ public struct StatusAllowList: Sendable, Hashable {
             }
             return true
         }
+    }
+
+    /// The IPv4 address of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+    static func mappedIPv4(_ bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF else { return nil }
+        return Array(bytes[12...])
     }
 
     /// An IPv4 (4 bytes) or IPv6 (16 bytes) address.

@@ -1,3 +1,4 @@
+import Dispatch
 import FastCGI
 import Foundation
 public import Logging
@@ -33,7 +34,7 @@ public final class TestClient {
     /// The configuration folder the client serves with.
     public let configDirectory: String
     private let host: HostServer
-    private var jar: [String: StoredCookie] = [:]
+    private var jar: [CookieKey: StoredCookie] = [:]
 
     /// A cookie the client holds.
     public struct StoredCookie: Sendable, Hashable {
@@ -41,6 +42,14 @@ public final class TestClient {
         public var path: String
         /// On the session clock; nil: until the client is gone (a browser session).
         public var expires: Duration?
+        /// Sent only over HTTPS (`isSecure`).
+        public var secure: Bool
+    }
+
+    /// Cookies are told apart by name and path (RFC 6265 §5.3).
+    private struct CookieKey: Hashable {
+        var name: String
+        var path: String
     }
 
     /// Serves `routes` with the configuration in `configDirectory` (machine.config,
@@ -62,14 +71,20 @@ public final class TestClient {
         host = HostServer(configuration: configuration, routes: routes, sessions: options, logger: logger)
     }
 
-    /// The cookies the client would send now, by name.
+    /// The cookies the client holds now, by name (of two with one name, the one with the
+    /// longer path).
     public var cookies: [String: String] {
-        jar.filter { !isExpired($0.value) }.mapValues(\.value)
+        var values: [String: StoredCookie] = [:]
+        for (key, cookie) in jar where !isExpired(cookie) {
+            if let kept = values[key.name], kept.path.count >= cookie.path.count { continue }
+            values[key.name] = cookie
+        }
+        return values.mapValues(\.value)
     }
 
-    /// The cookie `name` the client holds, with its path and expiry.
+    /// The cookie `name` the client holds (of two with one name, the one with the longer path).
     public func cookie(named name: String) -> StoredCookie? {
-        jar[name].flatMap { isExpired($0) ? nil : $0 }
+        jar.filter { $0.key.name == name && !isExpired($0.value) }.max { $0.key.path.count < $1.key.path.count }?.value
     }
 
     /// Forgets every cookie (a new browser).
@@ -85,43 +100,46 @@ public final class TestClient {
     }
 
     @discardableResult
-    public func get(_ uri: String, headers: HTTPFields = [:]) -> TestResponse {
-        execute(.get, uri, headers: headers)
+    public func get(_ uri: String, headers: HTTPFields = [:]) async -> TestResponse {
+        await execute(.get, uri, headers: headers)
     }
 
     /// A form post (`application/x-www-form-urlencoded`).
     @discardableResult
-    public func post(_ uri: String, form: KeyValuePairs<String, String>, headers: HTTPFields = [:]) -> TestResponse {
+    public func post(_ uri: String, form: KeyValuePairs<String, String>, headers: HTTPFields = [:]) async -> TestResponse {
         var fields = headers
         fields[.contentType] = "application/x-www-form-urlencoded"
         let body = form.map { "\(Self.formEscape($0.key))=\(Self.formEscape($0.value))" }.joined(separator: "&")
-        return execute(.post, uri, headers: fields, body: Array(body.utf8))
+        return await execute(.post, uri, headers: fields, body: Array(body.utf8))
     }
 
     /// Sends one request (`uri` is a path with an optional query, or an absolute URL) with the
     /// client's cookies, stores the cookies of the answer, and follows redirects if told to.
     @discardableResult
-    public func execute(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: [UInt8] = []) -> TestResponse {
-        var response = send(method, Self.pathAndQuery(of: uri), headers: headers, body: body)
+    public func execute(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: [UInt8] = []) async -> TestResponse {
+        var target = Self.pathAndQuery(of: uri)
+        var response = await send(method, target, headers: headers, body: body)
         guard followsRedirects else { return response }
         var steps: [String] = []
         while steps.count < 10, response.status.kind == .redirection, let location = response.location {
             steps.append(location)
+            target = Self.resolve(location, against: target)
             let keepsMethod = response.status.code == 307 || response.status.code == 308
-            response = send(keepsMethod ? method : .get, Self.pathAndQuery(of: location), headers: keepsMethod ? headers : [:], body: keepsMethod ? body : [])
+            response = await send(keepsMethod ? method : .get, target, headers: keepsMethod ? headers : [:], body: keepsMethod ? body : [])
         }
         response.redirects = steps
         return response
     }
 
-    /// GETs where `response` redirects to.
+    /// GETs where `response` redirects to (a relative `Location` is taken from `response`'s
+    /// own path).
     @discardableResult
-    public func follow(_ response: TestResponse) -> TestResponse {
+    public func follow(_ response: TestResponse) async -> TestResponse {
         guard let location = response.location else { return response }
-        return execute(.get, location)
+        return await execute(.get, Self.resolve(location, against: response.requestTarget))
     }
 
-    private func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields, body: [UInt8]) -> TestResponse {
+    private func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields, body: [UInt8]) async -> TestResponse {
         let question = uri.firstIndex(of: "?")
         let path = String(uri[..<(question ?? uri.endIndex)])
         var params = FastCGIParams([
@@ -139,30 +157,59 @@ public final class TestClient {
             params.append(name: name == "CONTENT_TYPE" || name == "CONTENT_LENGTH" ? name : "HTTP_" + name, value: field.value)
         }
         if let cookie = cookieHeader(for: path) { params.append(name: "HTTP_COOKIE", value: cookie) }
-        let response = TestResponse(host.response(to: FastCGIRequest(params: params, body: body)))
-        store(response.cookies)
+        let request = FastCGIRequest(params: params, body: body)
+        let host = host
+        var response = await withCheckedContinuation { (continuation: CheckedContinuation<TestResponse, Never>) in
+            // A worker thread's stand-in: blocking here never holds a thread of the concurrency pool.
+            DispatchQueue.global().async {
+                continuation.resume(returning: TestResponse(host.response(to: request)))
+            }
+        }
+        // The web server sends no body with a HEAD answer.
+        if method == .head { response.body = [] }
+        response.requestTarget = uri
+        store(response.cookies, requestPath: path)
         return response
     }
 
-    /// `Cookie:` for `path`: the cookies whose path is `path` or a folder above it (RFC 6265 §5.1.4).
+    /// `Cookie:` for `path`: the cookies whose path is `path` or a folder above it (RFC 6265
+    /// §5.1.4), longer paths first; `Secure` ones only over HTTPS.
     private func cookieHeader(for path: String) -> String? {
-        let pairs = jar.filter { name, cookie in
-            guard !isExpired(cookie) else { return false }
-            let folder = cookie.path
+        let sent = jar.filter { key, cookie in
+            guard !isExpired(cookie), !cookie.secure || isSecure else { return false }
+            let folder = key.path
             return path == folder || (path.hasPrefix(folder) && (folder.hasSuffix("/") || path.dropFirst(folder.count).first == "/"))
-        }.sorted { $0.value.path.count > $1.value.path.count }
-        return pairs.isEmpty ? nil : pairs.map { "\($0.key)=\($0.value.value)" }.joined(separator: "; ")
+        }.sorted { $0.key.path.count > $1.key.path.count }
+        return sent.isEmpty ? nil : sent.map { "\($0.key.name)=\($0.value.value)" }.joined(separator: "; ")
     }
 
-    private func store(_ cookies: [Cookie]) {
+    private func store(_ cookies: [Cookie], requestPath: String) {
         for cookie in cookies {
-            let removed = cookie.maxAge.map { $0 <= 0 } ?? false || cookie.expires.map { $0 < Date() } ?? false
-            if removed {
-                jar[cookie.name] = nil
+            let key = CookieKey(name: cookie.name, path: cookie.path ?? Self.defaultPath(requestPath))
+            // Max-Age wins over Expires (RFC 6265 §5.3); both are measured on the session clock.
+            let lifetime: Duration? = cookie.maxAge.map { .seconds($0) } ?? cookie.expires.map { .milliseconds(Int64($0.timeIntervalSinceNow * 1000)) }
+            if let lifetime, lifetime <= .zero {
+                jar[key] = nil
             } else {
-                jar[cookie.name] = StoredCookie(value: cookie.value, path: cookie.path ?? "/", expires: cookie.maxAge.map { clock.now + .seconds($0) })
+                jar[key] = StoredCookie(value: cookie.value, path: key.path, expires: lifetime.map { clock.now + $0 }, secure: cookie.secure)
             }
         }
+    }
+
+    /// A cookie's path when it names none: the request path's folder (RFC 6265 §5.1.4).
+    static func defaultPath(_ path: String) -> String {
+        guard path.hasPrefix("/"), let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// Where `location` points from `target` (a path and query): absolute URLs and paths as
+    /// they are, relative ones from `target`'s folder.
+    static func resolve(_ location: String, against target: String) -> String {
+        let location = pathAndQuery(of: location)
+        if location.hasPrefix("/") { return location }
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        let folder = path.lastIndex(of: "/").map { String(path[...$0]) } ?? "/"
+        return folder + location
     }
 
     private func isExpired(_ cookie: StoredCookie) -> Bool {

@@ -12,6 +12,8 @@ public struct TestResponse: Sendable {
     /// What a streamed body threw after the head went out (nginx's client would have seen the
     /// connection cut), or nil.
     public var bodyFailure: String?
+    /// The path and query this answers (where a relative `Location` starts from).
+    public var requestTarget = "/"
     /// The redirects `execute` followed on the way here (their locations, oldest first).
     public var redirects: [String] = []
 

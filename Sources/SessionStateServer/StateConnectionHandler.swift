@@ -87,6 +87,8 @@ final class StateConnectionHandler: ChannelInboundHandler {
                 if case .get(let acquire, let milliseconds?, _) = request.operation, milliseconds > 0 {
                     let answer = table.get(request.key, acquire: acquire)
                     if case .locked = answer {
+                        // The conflict counts once, here; the wait's own end is counted apart.
+                        counters.count(answer)
                         counters.waits.wrappingAdd(1, ordering: .relaxed)
                         startWait(context: context, request: request, deadline: .now() + min(.milliseconds(Int64(milliseconds)), maxWait))
                         break
@@ -155,8 +157,11 @@ final class StateConnectionHandler: ChannelInboundHandler {
         current.timeout.cancel()
         table.cancelWait(current.request.key, current.waiter)
         waiting = nil
-        if case .locked = answer { counters.waitsTimedOut.wrappingAdd(1, ordering: .relaxed) }
-        counters.count(answer)
+        if case .locked = answer {
+            counters.waitsTimedOut.wrappingAdd(1, ordering: .relaxed)
+        } else {
+            counters.count(answer)
+        }
         context.write(wrapOutboundOut(StateResponse.encode(answer, for: current.request, allocator: context.channel.allocator)), promise: nil)
         if !current.request.keepAlive { close(context: context) }
         context.flush()

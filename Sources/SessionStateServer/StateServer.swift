@@ -152,7 +152,7 @@ package final class StateServer: Service, Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(StateStatusHandler { [self] in status() })
+                    try channel.pipeline.syncOperations.addHandler(StateStatusHandler(logger: logger) { [self] in status() })
                 }
             }
             .bind(host: host, port: configuration.statusPort)

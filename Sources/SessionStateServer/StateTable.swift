@@ -257,6 +257,8 @@ package final class StateTable: Sendable {
         package var locked: Int = 0
     }
 
+    /// Counts the locked sessions by walking each shard under its lock: the status page pays for
+    /// it when asked (a few milliseconds per million sessions), not every lock and release.
     package var statistics: Statistics {
         var sessions = 0
         var locked = 0

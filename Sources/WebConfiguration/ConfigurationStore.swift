@@ -306,7 +306,9 @@ public final class ConfigurationStore: Sendable {
         }
         guard let site = machine.site(key.site) else {
             let at = SourceLocation(file: machine.applicationHost.path, line: machine.applicationHost.sitesElement?.line ?? 1)
-            return Checked(lookup: .failure(ConfigurationErrors([ConfigurationError("applicationHost.config has no site with \(key.site).", at: at)])), levels: [])
+            let error = ConfigurationError("applicationHost.config has no site with \(key.site).", at: at)
+            state.noteErrors([error])
+            return Checked(lookup: .failure(ConfigurationErrors([error])), levels: [])
         }
         let walk = PathWalk(machine: machine, site: site, anchors: machine.anchors[site.id]!, path: key.path, files: &state.files)
         let prefix = LookupKey(site: key.site, path: walk.prefixPath)

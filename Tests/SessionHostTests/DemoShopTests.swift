@@ -32,114 +32,114 @@ final class DemoShopTests {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    @Test func theCartKeepsItsItemsOverSeveralRequests() throws {
-        let list = client.get("/shop/")
+    @Test func theCartKeepsItsItemsOverSeveralRequests() async throws {
+        let list = await client.get("/shop/")
         #expect(list.status == .ok)
         #expect(list.text.contains("Cart: 0 items"))
         // A new session that stores nothing is not kept: no cookie yet.
         #expect(client.cookies["Shop.SessionId"] == nil)
 
-        let added = client.get("/shop/cart/?add=tea")
+        let added = await client.get("/shop/cart/?add=tea")
         #expect(added.status == .seeOther)
         #expect(added.location == "/shop/cart/")
         let id = try #require(client.cookies["Shop.SessionId"])
         #expect(added.cookie(named: "Shop.SessionId")?.httpOnly == true)
 
-        client.get("/shop/cart/?add=tea")
-        client.get("/shop/cart/?add=pot")
-        let cart = client.get("/shop/cart/")
+        await client.get("/shop/cart/?add=tea")
+        await client.get("/shop/cart/?add=pot")
+        let cart = await client.get("/shop/cart/")
         #expect(cart.text.contains("<td>Green tea, 100 g</td><td>2</td><td>€9.00</td>"))
         #expect(cart.text.contains("<td>Cast-iron teapot</td><td>1</td>"))
         #expect(cart.text.contains("Total €34.00"))
-        #expect(client.get("/shop/").text.contains("Cart: 3 items"))
+        #expect(await client.get("/shop/").text.contains("Cart: 3 items"))
         // The same session all along.
         #expect(client.cookies["Shop.SessionId"] == id)
 
         // Removing, then checking out: Session.Abandon ends the session.
-        client.get("/shop/cart/?remove=pot")
-        let done = client.get("/shop/cart/?checkout=1")
+        await client.get("/shop/cart/?remove=pot")
+        let done = await client.get("/shop/cart/?checkout=1")
         #expect(done.text.contains("Order of 2 items, €9.00, placed"))
-        #expect(client.get("/shop/").text.contains("Cart: 0 items"))
+        #expect(await client.get("/shop/").text.contains("Cart: 0 items"))
     }
 
-    @Test func anotherBrowserHasItsOwnCart() {
-        client.get("/shop/cart/?add=mug")
+    @Test func anotherBrowserHasItsOwnCart() async {
+        await client.get("/shop/cart/?add=mug")
         let other = TestClient(routes: DemoSite.routes(), configDirectory: client.configDirectory, sessions: DemoSite.sessions)
-        #expect(other.get("/shop/").text.contains("Cart: 0 items"))
-        #expect(client.get("/shop/").text.contains("Cart: 1 items"))
+        #expect(await other.get("/shop/").text.contains("Cart: 0 items"))
+        #expect(await client.get("/shop/").text.contains("Cart: 1 items"))
     }
 
-    @Test func theReadOnlyFolderShowsTheCartButCannotChangeIt() {
-        client.get("/shop/cart/?add=mug")
-        let catalog = client.get("/shop/catalog/?add=1")
+    @Test func theReadOnlyFolderShowsTheCartButCannotChangeIt() async {
+        await client.get("/shop/cart/?add=mug")
+        let catalog = await client.get("/shop/catalog/?add=1")
         #expect(catalog.status == .ok)
         #expect(catalog.text.contains("read-only"))
         #expect(catalog.text.contains("<b>Refused:</b> The session is read-only in this request"))
         #expect(catalog.text.contains("Your cart: 1 items"))
-        #expect(client.get("/shop/").text.contains("Cart: 1 items"))
+        #expect(await client.get("/shop/").text.contains("Cart: 1 items"))
     }
 
-    @Test func anUnknownProductIsA404AndChangesNothing() {
-        client.get("/shop/cart/?add=tea")
-        let missing = client.get("/shop/cart/?add=caviar")
+    @Test func anUnknownProductIsA404AndChangesNothing() async {
+        await client.get("/shop/cart/?add=tea")
+        let missing = await client.get("/shop/cart/?add=caviar")
         #expect(missing.status == .notFound)
         #expect(missing.text.contains("There is no product &#39;caviar&#39;."))
-        #expect(client.get("/shop/").text.contains("Cart: 1 items"))
+        #expect(await client.get("/shop/").text.contains("Cart: 1 items"))
     }
 
-    @Test func theCookielessShopKeepsTheIDInTheURL() throws {
-        let first = client.get("/m/")
+    @Test func theCookielessShopKeepsTheIDInTheURL() async throws {
+        let first = await client.get("/m/")
         #expect(first.status == .found)
         let location = try #require(first.location)
         let segment = try #require(location.firstMatch(of: /^\/m\/(\(S\([a-z0-5]{24}\)\))\/$/)?.1)
         #expect(client.cookies.isEmpty)
 
-        let added = client.get("/m/\(segment)/cart/?add=mug")
+        let added = await client.get("/m/\(segment)/cart/?add=mug")
         #expect(added.status == .seeOther)
         #expect(added.location == "/m/\(segment)/cart/")
-        let cart = client.follow(added)
+        let cart = await client.follow(added)
         #expect(cart.text.contains("<td>Stoneware mug</td><td>1</td>"))
         // Links keep the segment.
         #expect(cart.text.contains("href=\"/m/\(segment)/cart/?remove=mug\""))
         // Followed automatically, a redirect chain ends on the page.
         client.followsRedirects = true
-        let page = client.get("/m/\(segment)/cart/?add=tea")
+        let page = await client.get("/m/\(segment)/cart/?add=tea")
         #expect(page.redirects == ["/m/\(segment)/cart/"])
         #expect(page.text.contains("Your cart") && page.text.contains("<td>Green tea, 100 g</td><td>1</td>"))
     }
 
-    @Test func anInProcSessionExpiresWithTheManualClock() throws {
+    @Test func anInProcSessionExpiresWithTheManualClock() async throws {
         // /m keeps its sessions in process, 20 minutes; the manual clock moves them on.
-        let segment = try #require(client.get("/m/").location?.firstMatch(of: /^\/m\/(\(S\([a-z0-5]{24}\)\))\/$/)?.1)
-        client.get("/m/\(segment)/cart/?add=pot")
+        let segment = try #require(await client.get("/m/").location?.firstMatch(of: /^\/m\/(\(S\([a-z0-5]{24}\)\))\/$/)?.1)
+        await client.get("/m/\(segment)/cart/?add=pot")
         client.advance(by: .seconds(19 * 60))
-        #expect(client.get("/m/\(segment)/").text.contains("Cart: 1 items"))
+        #expect(await client.get("/m/\(segment)/").text.contains("Cart: 1 items"))
         client.advance(by: .seconds(21 * 60))
         // Expired: regenerateExpiredSessionId gives the URL a new ID, with an empty cart.
-        let expired = client.get("/m/\(segment)/")
+        let expired = await client.get("/m/\(segment)/")
         #expect(expired.status == .found)
         #expect(expired.location?.contains(String(segment)) == false)
-        #expect(client.follow(expired).text.contains("Cart: 0 items"))
+        #expect(await client.follow(expired).text.contains("Cart: 0 items"))
     }
 
-    @Test func theAdminSessionEndsAfterFiveMinutes() {
-        #expect(client.get("/admin/").text.contains("page views: <b>1</b>"))
-        #expect(client.get("/admin/").text.contains("page views: <b>2</b>"))
+    @Test func theAdminSessionEndsAfterFiveMinutes() async {
+        #expect(await client.get("/admin/").text.contains("page views: <b>1</b>"))
+        #expect(await client.get("/admin/").text.contains("page views: <b>2</b>"))
         client.advance(by: .seconds(6 * 60))
-        #expect(client.get("/admin/").text.contains("page views: <b>1</b>"))
+        #expect(await client.get("/admin/").text.contains("page views: <b>1</b>"))
     }
 
-    @Test func theFormAcceptsGetAndPostOnly() {
-        #expect(client.get("/form").status == .ok)
-        let posted = client.post("/form", form: ["name": "Ada", "message": "a & b"])
+    @Test func theFormAcceptsGetAndPostOnly() async {
+        #expect(await client.get("/form").status == .ok)
+        let posted = await client.post("/form", form: ["name": "Ada", "message": "a & b"])
         #expect(posted.text.contains("<li>message = a &amp; b</li>"))
-        let deleted = client.execute(.delete, "/form")
+        let deleted = await client.execute(.delete, "/form")
         #expect(deleted.status == .methodNotAllowed)
         #expect(deleted.headers[.allow] == "GET, HEAD, POST")
     }
 
-    @Test func aFailingHandlerIsAGeneric500WithAReference() {
-        let failed = client.get("/fail")
+    @Test func aFailingHandlerIsAGeneric500WithAReference() async {
+        let failed = await client.get("/fail")
         #expect(failed.status == .internalServerError)
         #expect(failed.text.contains("Reference: request"))
         #expect(!failed.text.contains("deliberate"))

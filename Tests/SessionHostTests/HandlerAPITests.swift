@@ -23,7 +23,7 @@ final class HandlerAPITests {
         TestClient(routes: routes, configDirectory: folder.path)
     }
 
-    @Test func groupsJoinPathsAndCombineSessionNeeds() throws {
+    @Test func groupsJoinPathsAndCombineSessionNeeds() async throws {
         var routes = Routes()
         routes.group("/shop", sessions: .aspNet(.readOnly)) { shop in
             shop.prefix("/") { _ in .text("list") }
@@ -40,11 +40,11 @@ final class HandlerAPITests {
         #expect(routes.route(for: "/plain")?.sessions == [])
         #expect(routes.route(for: "/shopx") == nil)
         let client = client(routes)
-        #expect(client.get("/shop/cart/").text == "cart")
-        #expect(client.get("/shop/admin/report").text == "report")
+        #expect(await client.get("/shop/cart/").text == "cart")
+        #expect(await client.get("/shop/admin/report").text == "report")
     }
 
-    @Test func sessionNeedsAreASet() {
+    @Test func sessionNeedsAreASet() async {
         let both: SessionRequirements = [.aspNet(.readWrite), .classic]
         #expect(both.aspNet == .readWrite && both.classic)
         #expect([.aspNet(.readOnly), .aspNet(.readWrite)] as SessionRequirements == .aspNet(.readWrite))
@@ -52,7 +52,7 @@ final class HandlerAPITests {
         #expect(SessionRequirements.classic == SessionRequirements(classic: true))
     }
 
-    @Test func aMethodNotServedIs405WithAllow() {
+    @Test func aMethodNotServedIs405WithAllow() async {
         var routes = Routes()
         routes.exact("/form", methods: [.get]) { _ in .text("form") }
         routes.exact("/form", methods: [.post]) { request in .text("posted \(request.bodyText)") }
@@ -61,17 +61,17 @@ final class HandlerAPITests {
             api.exact("/ping", methods: [.get]) { _ in .text("pong") }
         }
         let client = client(routes)
-        #expect(client.get("/form").text == "form")
-        #expect(client.execute(.head, "/form").status == .ok)
-        #expect(client.execute(.post, "/form", body: Array("a=1".utf8)).text == "posted a=1")
-        let refused = client.execute(.delete, "/form")
+        #expect(await client.get("/form").text == "form")
+        #expect(await client.execute(.head, "/form").status == .ok)
+        #expect(await client.execute(.post, "/form", body: Array("a=1".utf8)).text == "posted a=1")
+        let refused = await client.execute(.delete, "/form")
         #expect(refused.status == .methodNotAllowed)
         #expect(refused.headers[.allow] == "GET, HEAD, POST")
         #expect(refused.text.contains("does not accept DELETE requests"))
-        #expect(client.execute(.put, "/api/items/1").text == "put")
-        #expect(client.get("/api/items/1").headers[.allow] == "PUT")
-        #expect(client.get("/api/ping").text == "pong")
-        #expect(client.get("/nothing").status == .notFound)
+        #expect(await client.execute(.put, "/api/items/1").text == "put")
+        #expect(await client.get("/api/items/1").headers[.allow] == "PUT")
+        #expect(await client.get("/api/ping").text == "pong")
+        #expect(await client.get("/nothing").status == .notFound)
     }
 
     struct Gone: HTTPResponseError {
@@ -81,7 +81,7 @@ final class HandlerAPITests {
 
     struct Secret: Error { var password = "hunter2" }
 
-    @Test func errorsPickTheirStatus() {
+    @Test func errorsPickTheirStatus() async {
         var routes = Routes()
         routes.exact("/missing") { _ in throw HTTPError(.notFound, message: "No such <thing>.") }
         routes.exact("/limited") { _ in throw HTTPError(.tooManyRequests, headers: [.retryAfter: "30"]) }
@@ -90,28 +90,28 @@ final class HandlerAPITests {
         routes.exact("/secret") { _ in throw Secret() }
         routes.exact("/session") { request in .text(try request.requireSession().sessionID) }
         let client = client(routes)
-        let missing = client.get("/missing")
+        let missing = await client.get("/missing")
         #expect(missing.status == .notFound)
         #expect(missing.text.contains("No such &lt;thing&gt;."))
         #expect(!missing.text.contains("Reference"))
-        let limited = client.get("/limited")
+        let limited = await client.get("/limited")
         #expect(limited.status == .tooManyRequests)
         #expect(limited.headers[.retryAfter] == "30")
-        #expect(client.get("/gone").status == .gone)
-        #expect(client.get("/gone").text.contains("This offer has ended."))
+        #expect(await client.get("/gone").status == .gone)
+        #expect(await client.get("/gone").text.contains("This offer has ended."))
         // A server error keeps its status and has a reference, as a generic failure.
-        let broken = client.get("/broken")
+        let broken = await client.get("/broken")
         #expect(broken.status == .serviceUnavailable)
         #expect(broken.text.contains("Reference: request"))
         // Anything else: a generic 500, nothing of the error on the page.
-        let secret = client.get("/secret")
+        let secret = await client.get("/secret")
         #expect(secret.status == .internalServerError)
         #expect(!secret.text.contains("hunter2"))
         // A session the handler did not ask for: 500 (a mistake of the app, logged with the reason).
-        #expect(client.get("/session").status == .internalServerError)
+        #expect(await client.get("/session").status == .internalServerError)
     }
 
-    @Test func theRequestIDIsTheReferenceOfItsErrorPage() throws {
+    @Test func theRequestIDIsTheReferenceOfItsErrorPage() async throws {
         var routes = Routes()
         routes.exact("/id") { request in
             guard case .string(let logged)? = request.logger[metadataKey: "request"] else { throw HTTPError(.internalServerError) }
@@ -122,14 +122,14 @@ final class HandlerAPITests {
         var logger = Logger(label: "handler-api") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .critical
         let client = TestClient(routes: routes, configDirectory: folder.path, logger: logger)
-        let first = client.get("/id").text.split(separator: " ")
+        let first = await client.get("/id").text.split(separator: " ")
         #expect(first.count == 2 && first[0] == first[1])
-        let failed = client.get("/fail").text
+        let failed = await client.get("/fail").text
         let id = try #require(failed.firstMatch(of: /id (\d+)/)?.1)
         #expect(failed.contains("Reference: request \(id)."))
     }
 
-    @Test func typedItemsAreTheNamedItemsUnderneath() throws {
+    @Test func typedItemsAreTheNamedItemsUnderneath() async throws {
         var routes = Routes()
         routes.exact("/visit", sessions: .aspNet(.readWrite)) { request in
             let session = try request.requireSession()
@@ -154,11 +154,60 @@ final class HandlerAPITests {
             return .text("ok")
         }
         let client = client(routes)
-        #expect(client.get("/visit").text == "1 1")
-        #expect(client.get("/visit").text == "2 2")
-        #expect(client.get("/read").text == "refused 2 true")
-        client.get("/forget")
-        #expect(client.get("/visit").text == "1 3")
+        #expect(await client.get("/visit").text == "1 1")
+        #expect(await client.get("/visit").text == "2 2")
+        #expect(await client.get("/read").text == "refused 2 true")
+        await client.get("/forget")
+        #expect(await client.get("/visit").text == "1 3")
+    }
+
+    @Test func groupPathsJoinWithOneSlashAndNamesStayInTheirGroup() async throws {
+        var routes = Routes()
+        routes.group("shop/") { shop in
+            shop.exact("cart") { _ in .text("cart") }
+            shop.named("help") { _ in .text("shop help") }
+        }
+        routes.named("help") { _ in .text("help") }
+        #expect(routes.route(for: "/shop/cart") != nil)
+        #expect(routes.route(for: "/shopcart") == nil)
+        let client = client(routes)
+        #expect(await client.get("/shop/a/help").text == "shop help")
+        #expect(await client.get("/other/help").text == "help")
+        #expect(await client.get("/shophelp/help").text == "help")
+    }
+
+    @Test func theClientActsLikeABrowser() async throws {
+        var routes = Routes()
+        routes.exact("/login") { _ in
+            var response = Response.redirect(to: "account/", status: .seeOther)
+            response.setCookie(try Cookie(name: "secure", value: "s", secure: true))
+            response.setCookie(try Cookie(name: "folder", value: "f", path: nil))
+            response.setCookie(try Cookie(name: "short", value: "x", maxAge: 60))
+            return response
+        }
+        routes.prefix("/account") { request in .text(request.cgiParams["HTTP_COOKIE"] ?? "none") }
+        routes.exact("/cookies") { request in .text(request.cgiParams["HTTP_COOKIE"] ?? "none") }
+        routes.exact("/slow") { _ async throws in
+            try await Task.sleep(for: .milliseconds(10))
+            return .text("awaited")
+        }
+        let client = client(routes)
+        let login = await client.get("/login")
+        // A relative Location is taken from the request's folder.
+        let account = await client.follow(login)
+        #expect(account.requestTarget == "/account/")
+        // Not over HTTP: the Secure cookie; the path-less cookie belongs to /login's folder (/).
+        #expect(account.text == "folder=f; short=x" || account.text == "short=x; folder=f")
+        client.isSecure = true
+        #expect(await client.get("/cookies").text.contains("secure=s"))
+        client.advance(by: .seconds(61))
+        #expect(!(await client.get("/cookies").text.contains("short=x")))
+        #expect(await client.execute(.head, "/cookies").body.isEmpty)
+        // Async handlers run while the request's thread waits, as in the worker.
+        let configDirectory = folder.path
+        async let first = TestClient(routes: routes, configDirectory: configDirectory).get("/slow")
+        async let second = TestClient(routes: routes, configDirectory: configDirectory).get("/slow")
+        #expect(await [first.text, second.text] == ["awaited", "awaited"])
     }
 }
 

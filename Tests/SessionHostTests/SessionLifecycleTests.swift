@@ -52,18 +52,18 @@ final class SessionLifecycleTests {
         var classicNew: Bool
     }
 
-    func both(_ query: String = "") throws -> Both {
-        let parts = client.get("/both" + query).text.split(separator: " ").map(String.init)
+    func both(_ query: String = "") async throws -> Both {
+        let parts = await client.get("/both" + query).text.split(separator: " ").map(String.init)
         try #require(parts.count == 5)
         return Both(aspNet: parts[0], aspNetNew: parts[1] == "true", aspNetCount: Int(parts[2]) ?? -1, classic: parts[3], classicNew: parts[4] == "true")
     }
 
-    @Test func expiryRaisesSessionEndInBothDomains() throws {
-        let start = try both("?set=k&v=1")
+    @Test func expiryRaisesSessionEndInBothDomains() async throws {
+        let start = try await both("?set=k&v=1")
         #expect(start.aspNetNew)
         #expect(client.cookies["ASP.NET_SessionId"] == start.aspNet)
         client.advance(by: .seconds(19 * 60))
-        let alive = try both()
+        let alive = try await both()
         #expect(alive.aspNet == start.aspNet && alive.classic == start.classic)
         #expect(!alive.aspNetNew && !alive.classicNew && alive.aspNetCount == 1)
         #expect(ended.withLock { $0.isEmpty })
@@ -73,47 +73,47 @@ final class SessionLifecycleTests {
         #expect(endings.count == 2)
         #expect(endings.allSatisfy { $0.reason == .expired && $0.items["k"]?.jsonValue as? String == "1" })
         #expect(endings.contains { $0.key.id == start.aspNet })
-        let after = try both()
+        let after = try await both()
         #expect(after.aspNetNew && after.classicNew && after.aspNetCount == 0)
         #expect(after.aspNet != start.aspNet && after.classic != start.classic)
     }
 
-    @Test func requestsWithoutSessionNeedsKeepTheASPNETSessionAlive() throws {
-        let start = try both("?set=k&v=1")
+    @Test func requestsWithoutSessionNeedsKeepTheASPNETSessionAlive() async throws {
+        let start = try await both("?set=k&v=1")
         for _ in 0..<2 {
             client.advance(by: .seconds(15 * 60))
             // A handler that needs no session resets the ASP.NET timeout (ResetItemTimeout).
-            #expect(client.get("/plain").status == .ok)
+            #expect(await client.get("/plain").status == .ok)
         }
         client.advance(by: .seconds(60))
         // 31 minutes after the last use of either: the classic session expired, ASP.NET's lives.
-        let after = try both()
+        let after = try await both()
         #expect(after.aspNet == start.aspNet && !after.aspNetNew)
         #expect(after.classicNew && after.classic != start.classic)
     }
 
-    @Test func abandonRaisesSessionEndOncePerDomain() throws {
-        let start = try both("?set=k&v=1")
-        _ = try both("?abandon=aspnet")
+    @Test func abandonRaisesSessionEndOncePerDomain() async throws {
+        let start = try await both("?set=k&v=1")
+        _ = try await both("?abandon=aspnet")
         #expect(ended.withLock { $0.map(\.key.id) } == [start.aspNet])
         #expect(ended.withLock { $0.first?.reason } == .abandoned)
-        _ = try both("?abandon=classic")
+        _ = try await both("?abandon=classic")
         #expect(ended.withLock { $0.count } == 2)
         #expect(ended.withLock { $0.last?.reason } == .abandoned)
         #expect(ended.withLock { $0.last?.items["k"]?.jsonValue as? String } == "1")
         // The next request starts both afresh.
-        let next = try both()
+        let next = try await both()
         #expect(next.aspNetNew && next.aspNet != start.aspNet)
     }
 
-    @Test func anExpiredIDIsNeverAdopted() throws {
+    @Test func anExpiredIDIsNeverAdopted() async throws {
         for _ in 0..<5 {
             client.clearCookies()
-            let start = try both("?set=k&v=1")
+            let start = try await both("?set=k&v=1")
             // The clock moves without the sweep: the expired ID must not be taken either.
             client.clock.advance(by: .seconds(21 * 60))
-            let reply = client.get("/both")
-            let after = try both()
+            let reply = await client.get("/both")
+            let after = try await both()
             #expect(reply.cookies.isEmpty)
             #expect(after.aspNet != start.aspNet && after.aspNetNew)
             #expect(after.classic != start.classic)
