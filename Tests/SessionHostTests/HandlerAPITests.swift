@@ -205,8 +205,9 @@ final class HandlerAPITests {
         #expect(await client.execute(.head, "/cookies").body.isEmpty)
         // Async handlers run while the request's thread waits, as in the worker.
         let configDirectory = folder.path
-        async let first = TestClient(routes: routes, configDirectory: configDirectory).get("/slow")
-        async let second = TestClient(routes: routes, configDirectory: configDirectory).get("/slow")
+        let served = routes
+        async let first = TestClient(routes: served, configDirectory: configDirectory).get("/slow")
+        async let second = TestClient(routes: served, configDirectory: configDirectory).get("/slow")
         #expect(await [first.text, second.text] == ["awaited", "awaited"])
     }
 }
