@@ -33,6 +33,9 @@ final class HandlerAPITests {
             }
         }
         routes.exact("/plain") { _ in .text("plain") }
+        // The issue's own spelling, with `$0`.
+        routes.group("/m", sessions: .aspNet(.readOnly)) { $0.prefix("/cart", sessions: .aspNet(.readWrite)) { _ in .text("m cart") } }
+        #expect(routes.route(for: "/m/cart")?.sessions == .aspNet(.readWrite))
         #expect(routes.route(for: "/shop")?.sessions == .aspNet(.readOnly))
         #expect(routes.route(for: "/shop/anything")?.sessions == .aspNet(.readOnly))
         #expect(routes.route(for: "/shop/cart/x")?.sessions == .aspNet(.readWrite))
