@@ -76,14 +76,14 @@ public enum ConfigurationErrorDetails: String, Sendable, CaseIterable {
 public final class HostServer: Service, Sendable {
     public let configuration: HostConfiguration
     private let routes: Routes
-    private let logger: Logger
+    let logger: Logger
     private let requestCounter = Atomic<UInt64>(0)
     /// Responses by status class (1xx … 5xx), for the status page.
-    private let statusClasses = StatusClassCounters()
+    let statusClasses = StatusClassCounters()
     /// The transport while `run()` serves, for the status page's thread and connection numbers.
-    private let transport = Locked<FastCGIServer?>(nil)
-    private let startedAt = Date()
-    private let startedInstant = ContinuousClock.now
+    let transport = Locked<FastCGIServer?>(nil)
+    let startedAt = Date()
+    let startedInstant = ContinuousClock.now
     /// The per-URL session configuration, memoised and re-read when files change.
     public let configurationStore: ConfigurationStore
     /// Both session domains and their stores.
@@ -253,46 +253,6 @@ public final class HostServer: Service, Sendable {
         }
     }
 
-    /// The status page: JSON, or Prometheus text with `format=prometheus`; only for loopback
-    /// clients and `statusAllowList`.
-    private func statusPage(_ request: Request) -> Response {
-        guard configuration.statusAllowList.allows(request.remoteAddress) else {
-            logger.notice("status page refused", metadata: ["request": "\(request.id)", "client": "\(request.remoteAddress)"])
-            return ErrorPage.response(.forbidden, detail: "The status page answers only local clients and those of --status-allow.")
-        }
-        let snapshot = status()
-        if request.query("format") == "prometheus" {
-            return Response(headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"], body: .string(snapshot.prometheus()))
-        }
-        do {
-            return Response(headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .bytes(try snapshot.json()))
-        } catch {
-            // Numbers and strings only: not expected, and logged if it ever happens.
-            logger.error("the status page could not be encoded", metadata: ["request": "\(request.id)", "error": "\(error)"])
-            return ErrorPage.response(.internalServerError, detail: "The status could not be encoded.", reference: request.id)
-        }
-    }
-
-    /// The worker's numbers now.
-    func status() -> HostStatus {
-        let transport = transport.withLock { $0 }?.statistics
-        var byStatus = statusClasses.snapshot
-        byStatus["4xx", default: 0] += transport?.bodiesRefused ?? 0
-        let configurationState = configurationStore.statistics
-        let elapsed = (ContinuousClock.now - startedInstant).components
-        return HostStatus(
-            version: SessionHostVersion.current, pid: getpid(), startTime: startedAt.ISO8601Format(), startTimeSeconds: startedAt.timeIntervalSince1970,
-            uptimeSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
-            threads: .init(total: transport?.threads ?? configuration.server.threadCount, busy: transport?.busyThreads ?? 0),
-            connections: .init(open: transport?.connectionsOpen ?? 0, parked: transport?.connectionsParked ?? 0),
-            requests: .init(total: transport?.requests ?? byStatus.values.reduce(0, +), byStatus: byStatus, headTimeouts: transport?.headTimeouts ?? 0,
-                            bodyTimeouts: transport?.bodyTimeouts ?? 0, bodiesRefused: transport?.bodiesRefused ?? 0),
-            sessions: sessions.statuses(),
-            configuration: .init(reloads: configurationState.generation, errors: configurationState.errors.map {
-                .init(file: $0.location.file, line: $0.location.line, attribute: $0.attribute, message: $0.message)
-            }))
-    }
-
     /// The page of an error that picks its status: a client error is the handler's answer
     /// (logged at debug); a server error is logged as a failure, and its page has a reference.
     private func answer(_ error: any HTTPResponseError, id: UInt64, method: String, uri: String) -> Response {
@@ -417,30 +377,6 @@ public final class HostServer: Service, Sendable {
             }
         }
         return response.status
-    }
-}
-
-/// Responses by status class: a relaxed atomic add per request, read by the status page.
-private final class StatusClassCounters: Sendable {
-    private let informational = Atomic<UInt64>(0)
-    private let successful = Atomic<UInt64>(0)
-    private let redirection = Atomic<UInt64>(0)
-    private let clientError = Atomic<UInt64>(0)
-    private let serverError = Atomic<UInt64>(0)
-
-    func count(_ code: Int) {
-        switch code {
-        case 100..<200: informational.wrappingAdd(1, ordering: .relaxed)
-        case 200..<300: successful.wrappingAdd(1, ordering: .relaxed)
-        case 300..<400: redirection.wrappingAdd(1, ordering: .relaxed)
-        case 400..<500: clientError.wrappingAdd(1, ordering: .relaxed)
-        default: serverError.wrappingAdd(1, ordering: .relaxed)
-        }
-    }
-
-    var snapshot: [String: UInt64] {
-        ["1xx": informational.load(ordering: .relaxed), "2xx": successful.load(ordering: .relaxed), "3xx": redirection.load(ordering: .relaxed),
-         "4xx": clientError.load(ordering: .relaxed), "5xx": serverError.load(ordering: .relaxed)]
     }
 }
 
