@@ -53,9 +53,9 @@ let package = Package(
         // nothing of anything else.
         .target(name: "Locking", swiftSettings: strict),
 
-        // Prometheus's text exposition format for the status pages of the worker and the state
-        // server. Knows nothing of anything else.
-        .target(name: "PrometheusExposition", swiftSettings: strict),
+        // What the status pages of the worker and the state server share: Prometheus's text
+        // exposition format and their JSON encoding. Knows nothing of anything else.
+        .target(name: "StatusExposition", swiftSettings: strict),
 
         // The FastCGI transport: sockets, worker threads, records. Knows nothing of HTTP routing,
         // configuration or sessions.
@@ -110,7 +110,7 @@ let package = Package(
             name: "SessionStateServer",
             dependencies: [
                 "Locking",
-                "PrometheusExposition",
+                "StatusExposition",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -183,7 +183,7 @@ let package = Package(
             dependencies: [
                 "FastCGI",
                 "Locking",
-                "PrometheusExposition",
+                "StatusExposition",
                 "WebConfiguration",
                 "SessionState",
                 .product(name: "Crypto", package: "swift-crypto"),

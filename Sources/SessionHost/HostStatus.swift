@@ -1,5 +1,5 @@
 import Foundation
-import PrometheusExposition
+import StatusExposition
 import SessionState
 import WebConfiguration
 
@@ -91,15 +91,7 @@ struct HostStatus: Encodable {
 
     /// The JSON page: keys sorted, pretty-printed, so that a person reads it as easily as a tool.
     func json() throws(EncodingError) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            return Array(try encoder.encode(self)) + [10]
-        } catch let error as EncodingError {
-            throw error
-        } catch {
-            throw EncodingError.invalidValue(self, .init(codingPath: [], debugDescription: "\(error)"))
-        }
+        try StatusJSON.encode(self)
     }
 
     /// The same numbers as Prometheus text, metric names prefixed `sessionhost_`.

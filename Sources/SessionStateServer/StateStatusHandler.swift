@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import PrometheusExposition
+import StatusExposition
 
 /// The state server's status page (`--status-listen`), on a port of its own so that nothing
 /// of it can be mistaken for a session key of the state protocol: any GET answers JSON, or
@@ -91,15 +91,7 @@ struct StateServerStatus: Encodable {
     var malformedRequests: UInt64
 
     func json() throws(EncodingError) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do {
-            return Array(try encoder.encode(self)) + [10]
-        } catch let error as EncodingError {
-            throw error
-        } catch {
-            throw EncodingError.invalidValue(self, .init(codingPath: [], debugDescription: "\(error)"))
-        }
+        try StatusJSON.encode(self)
     }
 
     /// Prometheus text, metric names prefixed `sessionhost_state_server_`.
