@@ -21,8 +21,8 @@ Parts (ONLY=hello,sessions,memory by default; any comma-separated subset):
   sql       the session counter of one Swift worker on InProc, on SQLServer with PostgreSQL 15 (a
             server the driver starts: fsync and synchronous_commit on, as installed) and on
             SQLServer with a SQLite file, next to php-fpm 8.2 with files sessions and with redis
-            sessions, 10 000 sessions rotated each; PostgreSQL round trips (function calls) and
-            commits per request.
+            sessions, 10 000 sessions rotated each; PostgreSQL statements, transactions (pipelined
+            batches: one round trip and one commit each) and WAL flushes per request.
 """
 import http.client
 import os
@@ -468,7 +468,7 @@ def start_postgres(work, start):
 
 
 def pg_counts(port, user):
-    """Statements executed (each a round trip of the store) and commits so far in ASPState, and
+    """Statements executed (each one round trip for its request) and commits so far in ASPState, and
     WAL flushes (fsyncs) of the whole server. Commits reach the shared counters when a backend
     goes idle (at most 10 s later)."""
     out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "ASPState", "-Atc",
@@ -892,8 +892,9 @@ def main():
                                           ("sql-lite", "sql-php-files", "SQLite p99 / php-fpm files p99")):
             if swift_key in results and php_key in results:
                 print(f"| {label} | {median(swift_key, 2) / median(php_key, 2):.2f} | | |")
-        print(f"\nPostgreSQL per counter request (measured rounds, pg_stat_statements): {pg_trips[0]:.2f} round trips "
-              f"(statements), {pg_trips[1]:.2f} commits, {pg_trips[2]:.2f} WAL flushes (fsync; group commit shares one between commits)")
+        print(f"\nPostgreSQL per counter request (measured rounds, pg_stat_statements): {pg_trips[0]:.2f} statements "
+              f"(the request waits one round trip for each), {pg_trips[1]:.2f} transactions (pipelined batches of several requests' "
+              f"statements: one round trip and one commit each), {pg_trips[2]:.2f} WAL flushes (fsync)")
     if memory:
         added = memory["filled"] - memory["cold"]
         added_warm = memory["filled"] - memory["warm"]

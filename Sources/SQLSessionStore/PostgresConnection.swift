@@ -9,13 +9,15 @@ import SessionState
 /// `unavailable`, a statement cancelled by `statement_timeout` is `timeout`, anything else the
 /// server reports is `refused`. Messages never carry the connection string (it may hold a
 /// password): only the host, port and database.
-final class PostgresConnection {
+final class PostgresConnection: PooledConnection {
     private let connection: OpaquePointer
     /// `host:port/database`, for messages.
     let target: String
 
     /// Prepared statements of this connection, by name.
     private var prepared: Set<String> = []
+    /// A pipeline ended in a state libpq could not leave: the connection is not used again.
+    private var abandoned = false
 
     /// Connects with `conninfo` (a libpq keyword string or URI); `connectTimeout` in whole
     /// seconds (libpq's `connect_timeout`, at least 2 as libpq requires).
@@ -58,7 +60,7 @@ final class PostgresConnection {
     deinit { PQfinish(connection) }
 
     /// Whether the connection is still usable (libpq's view after the last command).
-    var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
+    var isUsable: Bool { !abandoned && PQstatus(connection) == CONNECTION_OK }
 
     /// Whether a kept, idle connection may be used: anything readable on it while idle is the
     /// server's goodbye (a restart, `pg_terminate_backend`, an idle timeout) or its end.
@@ -110,21 +112,8 @@ final class PostgresConnection {
     /// one round trip, parameters and results in binary form (no hex encoding of items).
     func execute(_ name: String, _ sql: String, _ parameters: [PostgresValue]) throws(SessionStoreError) -> [[PostgresField]] {
         BlockingHint.willBlock()
-        if !prepared.contains(name) {
-            let result = PQprepare(connection, name, sql, Int32(parameters.count), nil)
-            defer { PQclear(result) }
-            guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else { throw failure(result) }
-            prepared.insert(name)
-        }
-        let lengths = parameters.map { value -> Int32 in
-            if case .bytes(let bytes) = value { return Int32(bytes.count) }
-            return 0
-        }
-        let formats = parameters.map { value -> Int32 in
-            if case .bytes = value { return 1 }
-            return 0
-        }
-        let result = withParameterPointers(parameters) { values in
+        try prepare(name, sql, parameterCount: parameters.count)
+        let result = withParameters(parameters) { values, lengths, formats in
             PQexecPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 1)
         }
         defer { PQclear(result) }
@@ -134,6 +123,89 @@ final class PostgresConnection {
         case PGRES_TUPLES_OK: return try Self.binaryRows(result)
         default: throw failure(result)
         }
+    }
+
+    private func prepare(_ name: String, _ sql: String, parameterCount: Int) throws(SessionStoreError) {
+        guard !prepared.contains(name) else { return }
+        let result = PQprepare(connection, name, sql, Int32(parameterCount), nil)
+        defer { PQclear(result) }
+        guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else { throw failure(result) }
+        prepared.insert(name)
+    }
+
+    /// Runs several prepared statements in one pipeline (libpq's pipeline mode): sent together,
+    /// answered together, and run by the server in one implicit transaction that commits at the
+    /// end (one commit, one WAL flush, one round trip for all). No result is returned before
+    /// that commit has answered, so nothing is reported saved that was not.
+    func execute(pipeline statements: [PostgresStatement]) -> PostgresPipelineOutcome {
+        BlockingHint.willBlock()
+        do throws(SessionStoreError) {
+            for statement in statements { try prepare(statement.name, statement.sql, parameterCount: statement.parameters.count) }
+        } catch {
+            return .failed(error)
+        }
+        guard PQenterPipelineMode(connection) == 1 else { return .failed(failure(Self.errorText(connection))) }
+        for statement in statements {
+            let sent = withParameters(statement.parameters) { values, lengths, formats in
+                PQsendQueryPrepared(connection, statement.name, Int32(statement.parameters.count), values, lengths, formats, 1)
+            }
+            guard sent == 1 else { return abandon(failure(Self.errorText(connection))) }
+        }
+        guard PQpipelineSync(connection) == 1 else { return abandon(failure(Self.errorText(connection))) }
+        var results: [Result<[[PostgresField]], SessionStoreError>] = []
+        results.reserveCapacity(statements.count)
+        var firstError: PostgresPipelineOutcome?
+        for index in statements.indices {
+            guard let result = PQgetResult(connection) else { return abandon(failure("the session database ended a pipeline early")) }
+            switch PQresultStatus(result) {
+            case PGRES_COMMAND_OK:
+                results.append(.success([]))
+            case PGRES_TUPLES_OK:
+                do throws(SessionStoreError) { results.append(.success(try Self.binaryRows(result))) } catch { results.append(.failure(error)) }
+            case PGRES_PIPELINE_ABORTED:
+                results.append(.success([]))  // after an earlier statement's error: not run
+            default:
+                let error = failure(result)
+                results.append(.failure(error))
+                if firstError == nil {
+                    firstError = error.kind == .refused ? .rolledBack(failedIndex: index, error) : .failed(error)
+                }
+            }
+            PQclear(result)
+            // Each statement's results end with a NULL.
+            while let extra = PQgetResult(connection) { PQclear(extra) }
+            guard isUsable else { return abandon(firstError.flatMap(\.error) ?? failure(Self.errorText(connection))) }
+        }
+        let sync = PQgetResult(connection)
+        defer { PQclear(sync) }
+        guard let sync, PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
+            return abandon(sync.map { failure($0) } ?? failure("the session database did not confirm the end of a pipeline"))
+        }
+        guard PQexitPipelineMode(connection) == 1 else { return abandon(firstError.flatMap(\.error) ?? failure(Self.errorText(connection))) }
+        return firstError ?? .completed(results)
+    }
+
+    /// The connection is left in a state that cannot be trusted: it is dropped after this use.
+    private func abandon(_ error: SessionStoreError) -> PostgresPipelineOutcome {
+        abandoned = true
+        return .failed(error)
+    }
+
+    /// Calls `body` with the parameters as C arrays: values (text NUL-terminated, bytes raw,
+    /// NULL nil), lengths and formats (binary for bytes).
+    private func withParameters<R>(
+        _ parameters: [PostgresValue],
+        _ body: (UnsafePointer<UnsafePointer<CChar>?>?, [Int32], [Int32]) -> R
+    ) -> R {
+        let lengths = parameters.map { value -> Int32 in
+            if case .bytes(let bytes) = value { return Int32(bytes.count) }
+            return 0
+        }
+        let formats = parameters.map { value -> Int32 in
+            if case .bytes = value { return 1 }
+            return 0
+        }
+        return withParameterPointers(parameters) { values in body(values, lengths, formats) }
     }
 
     private func failure(_ result: OpaquePointer?) -> SessionStoreError {
@@ -204,9 +276,36 @@ final class PostgresConnection {
     }
 }
 
+/// A prepared statement to run with its parameters.
+struct PostgresStatement: Sendable {
+    /// The name it is prepared under on each connection.
+    var name: String
+    var sql: String
+    var parameters: [PostgresValue]
+}
+
+/// What running a pipeline did.
+enum PostgresPipelineOutcome {
+    /// Committed: each statement's rows (or a decoding error of its own).
+    case completed([Result<[[PostgresField]], SessionStoreError>])
+    /// The statement at `failedIndex` failed, and the transaction with it: nothing was
+    /// committed, so each statement may be run again on its own.
+    case rolledBack(failedIndex: Int, SessionStoreError)
+    /// The connection failed or the statements timed out: whether they committed is unknown
+    /// (or, for a timeout, running them again would only wait again).
+    case failed(SessionStoreError)
+
+    var error: SessionStoreError? {
+        switch self {
+        case .completed: nil
+        case .rolledBack(_, let error), .failed(let error): error
+        }
+    }
+}
+
 /// A statement parameter: text (the server converts it to the parameter's type), binary bytes
 /// (`bytea`), or NULL.
-enum PostgresValue {
+enum PostgresValue: Sendable {
     case text(String)
     case bytes([UInt8])
     case null
@@ -215,7 +314,7 @@ enum PostgresValue {
 }
 
 /// A column of a binary result, decoded by its type (boolean, integers, bytea, text).
-enum PostgresField: Equatable {
+enum PostgresField: Equatable, Sendable {
     case null
     case bool(Bool)
     case int(Int)

@@ -8,7 +8,8 @@ import SessionState
 /// statement, named after the procedure it stands for (`PostgresStatements`): one round trip,
 /// atomic, and cheaper than a function call (plpgsql costs about a tenth more here); the rare
 /// operations (`TempGetAppID`, `TempRemoveStateItem`, `DeleteExpiredSessions`) are functions.
-/// Every operation commits synchronously. Differences from ASPState: no index on `Expires` (see
+/// Every operation commits synchronously (the requests' ones in batches of several requests'
+/// statements: `PostgresPipeline`). Differences from ASPState: no index on `Expires` (see
 /// below), one `bytea` item column (`SessionItemLong`, as Microsoft's async provider),
 /// `timestamptz` times, `Flags` bit 2 (a request waits for the lock; cleared by the next
 /// acquire) that makes a release `NOTIFY` only when someone waits, bit 4 (the last acquire
@@ -206,18 +207,31 @@ enum PostgresStatements {
         """
 }
 
-/// One PostgreSQL connection doing the ASPState operations.
-final class PostgresSessionTable: SessionTableConnection {
-    let connection: PostgresConnection
+/// The ASPState operations on PostgreSQL. The operations of requests (reads, lock, save,
+/// release, refresh) go through the database's pipeline (`PostgresPipeline`: batched with other
+/// requests' into one transaction); the rare ones run on a connection of their own. Holds no
+/// connection itself, so one serves every request.
+final class PostgresSessionTable: SessionTableConnection, Sendable {
+    let pipeline: PostgresPipeline
 
-    init(_ connection: PostgresConnection) {
-        self.connection = connection
+    init(_ pipeline: PostgresPipeline) {
+        self.pipeline = pipeline
     }
 
-    var isUsable: Bool { connection.isUsable }
-    var isAlive: Bool { connection.isAlive }
+    var isUsable: Bool { true }
+    var isAlive: Bool { true }
+
+    /// One statement of a request, on the session row `id`.
+    private func run(_ name: String, _ sql: String, _ parameters: [PostgresValue], id: String) throws(SessionStoreError) -> [[PostgresField]] {
+        try pipeline.execute(PostgresStatement(name: name, sql: sql, parameters: parameters), key: id)
+    }
 
     func schemaVersion() throws(SessionStoreError) -> Int? {
+        try pipeline.withConnection { connection throws(SessionStoreError) in try Self.schemaVersion(on: connection) }
+    }
+
+    /// The installed schema version on `connection`; nil when none is installed.
+    static func schemaVersion(on connection: PostgresConnection) throws(SessionStoreError) -> Int? {
         // Checked first: a statement naming a missing table fails as a whole.
         let present = try connection.query("SELECT to_regclass('aspstateschema') IS NOT NULL AND to_regclass('aspstatetempsessions') IS NOT NULL")
         guard present.first?.first == "t" else { return nil }
@@ -225,19 +239,21 @@ final class PostgresSessionTable: SessionTableConnection {
     }
 
     func applicationID(name: String, hash: Int32) throws(SessionStoreError) -> Int32 {
-        let rows = try connection.execute("appid", "SELECT TempGetAppID($1, $2)", [.text(name), .int(Int(hash))])
+        let rows = try pipeline.withConnection { connection throws(SessionStoreError) in
+            try connection.execute("appid", "SELECT TempGetAppID($1, $2)", [.text(name), .int(Int(hash))])
+        }
         guard let id = rows.first?.first?.int else { throw SessionStoreError(.refused, "TempGetAppID returned nothing") }
         return Int32(truncatingIfNeeded: id)
     }
 
     func get(_ id: String, exclusive: Bool) throws(SessionStoreError) -> SessionRow? {
-        guard exclusive else { return Self.row(try connection.execute("get", PostgresStatements.get, [.text(id)])) }
+        guard exclusive else { return Self.row(try run("get", PostgresStatements.get, [.text(id)], id: id)) }
         var seen: SessionRow?
         for _ in 0..<8 {
-            if let row = Self.row(try connection.execute("getx", PostgresStatements.getExclusive, [.text(id)])) { return row }
+            if let row = Self.row(try run("getx", PostgresStatements.getExclusive, [.text(id)], id: id)) { return row }
             // Matched nothing: the session is gone, or held by another request and already
             // marked as waited for (then nothing is written), or it was released in between.
-            guard let state = Self.row(try connection.execute("holder", PostgresStatements.lockHolder, [.text(id)])) else { return nil }
+            guard let state = Self.row(try run("holder", PostgresStatements.lockHolder, [.text(id)], id: id)) else { return nil }
             if state.locked { return state }
             seen = state
         }
@@ -252,23 +268,25 @@ final class PostgresSessionTable: SessionTableConnection {
     }
 
     func release(_ id: String, cookie: Int) throws(SessionStoreError) {
-        _ = try connection.execute("release", PostgresStatements.release, [.text(id), .int(cookie)])
+        _ = try run("release", PostgresStatements.release, [.text(id), .int(cookie)], id: id)
     }
 
     func insert(_ id: String, item: [UInt8], timeout: Int, uninitialized: Bool) throws(SessionStoreError) -> Bool {
-        let rows = try connection.execute("insert", PostgresStatements.insert, [.text(id), .bytes(item), .int(timeout), .int(uninitialized ? 1 : 0)])
+        let rows = try run("insert", PostgresStatements.insert, [.text(id), .bytes(item), .int(timeout), .int(uninitialized ? 1 : 0)], id: id)
         return rows.first?.first?.bool == true
     }
 
     func update(_ id: String, item: [UInt8], timeout: Int, cookie: Int) throws(SessionStoreError) -> UpdateOutcome {
-        let saved = try connection.execute("update", PostgresStatements.update, [.text(id), .bytes(item), .int(timeout), .int(cookie)])
+        let saved = try run("update", PostgresStatements.update, [.text(id), .bytes(item), .int(timeout), .int(cookie)], id: id)
         if !saved.isEmpty { return .saved }
-        let current = try connection.execute("cookie", PostgresStatements.currentCookie, [.text(id)]).first?.first?.int
+        let current = try run("cookie", PostgresStatements.currentCookie, [.text(id)], id: id).first?.first?.int
         return current.map { $0 < cookie } == true ? .lockVanished : .lockTaken
     }
 
     func remove(_ id: String, cookie: Int?) throws(SessionStoreError) -> RemoveOutcome {
-        let rows = try connection.execute("remove", "SELECT TempRemoveStateItem($1, $2)", [.text(id), cookie.map { .int($0) } ?? .null])
+        let rows = try pipeline.withConnection { connection throws(SessionStoreError) in
+            try connection.execute("remove", "SELECT TempRemoveStateItem($1, $2)", [.text(id), cookie.map { .int($0) } ?? .null])
+        }
         switch rows.first?.first?.int {
         case 1: return .removed
         case -1: return .heldByAnother
@@ -277,35 +295,39 @@ final class PostgresSessionTable: SessionTableConnection {
     }
 
     func resetTimeout(_ id: String) throws(SessionStoreError) {
-        _ = try connection.execute("reset", PostgresStatements.resetTimeout, [.text(id)])
+        _ = try run("reset", PostgresStatements.resetTimeout, [.text(id)], id: id)
     }
 
     func contains(sessionID: String) throws(SessionStoreError) -> Bool {
-        let rows = try connection.execute(
+        let rows = try run(
             "contains",
             "SELECT EXISTS (SELECT 1 FROM ASPStateTempSessions WHERE SessionId >= $1 AND SessionId < $1 || '~' AND length(SessionId) = length($1) + 8 AND Expires >= now())",
-            [.text(sessionID)])
+            [.text(sessionID)], id: sessionID)
         return rows.first?.first?.bool == true
     }
 
     func lockState(_ id: String) throws(SessionStoreError) -> (locked: Bool, cookie: Int)? {
-        let rows = try connection.execute("lockstate", "SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = $1 AND Expires >= now()", [.text(id)])
+        let rows = try run("lockstate", "SELECT Locked, LockCookie FROM ASPStateTempSessions WHERE SessionId = $1 AND Expires >= now()", [.text(id)], id: id)
         guard let row = rows.first, let locked = row[0].bool, let cookie = row[1].int else { return nil }
         return (locked, cookie)
     }
 
     func claimSweep(owner: String, lease: Duration) throws(SessionStoreError) -> Bool {
-        let rows = try connection.execute("sweeper", """
-            INSERT INTO ASPStateSweeper AS w (Name, Owner, LeaseUntil) VALUES ('expiry', $1, now() + make_interval(secs => $2::integer))
-            ON CONFLICT (Name) DO UPDATE SET Owner = EXCLUDED.Owner, LeaseUntil = EXCLUDED.LeaseUntil
-            WHERE w.LeaseUntil < now() OR w.Owner = EXCLUDED.Owner
-            RETURNING true
-            """, [.text(owner), .int(Int(lease.components.seconds))])
+        let rows = try pipeline.withConnection { connection throws(SessionStoreError) in
+            try connection.execute("sweeper", """
+                INSERT INTO ASPStateSweeper AS w (Name, Owner, LeaseUntil) VALUES ('expiry', $1, now() + make_interval(secs => $2::integer))
+                ON CONFLICT (Name) DO UPDATE SET Owner = EXCLUDED.Owner, LeaseUntil = EXCLUDED.LeaseUntil
+                WHERE w.LeaseUntil < now() OR w.Owner = EXCLUDED.Owner
+                RETURNING true
+                """, [.text(owner), .int(Int(lease.components.seconds))])
+        }
         return rows.first?.first?.bool == true
     }
 
     func deleteExpired(limit: Int, withItems: Bool) throws(SessionStoreError) -> [ExpiredSession] {
-        let rows = try connection.execute("sweep", "SELECT * FROM DeleteExpiredSessions($1, $2)", [.int(limit), .text(withItems ? "true" : "false")])
+        let rows = try pipeline.withConnection { connection throws(SessionStoreError) in
+            try connection.execute("sweep", "SELECT * FROM DeleteExpiredSessions($1, $2)", [.int(limit), .text(withItems ? "true" : "false")])
+        }
         return rows.compactMap { row in
             guard let id = row[0].text else { return nil }
             return ExpiredSession(storedID: id, applicationName: row[1].text, item: row[2].bytes)

@@ -111,7 +111,7 @@ public enum SQLSchemaInstaller {
     }
 
     private static func postgresVersion(_ connection: PostgresConnection) throws(SessionStoreError) -> Int? {
-        try PostgresSessionTable(connection).schemaVersion()
+        try PostgresSessionTable.schemaVersion(on: connection)
     }
 
     /// Creates the default database through the server's `postgres` database; false when it

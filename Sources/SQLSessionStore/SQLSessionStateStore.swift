@@ -79,7 +79,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
     /// The database's host, port and name, or the SQLite file (no password: README).
     public var statusLocation: String { "\(configuration.database)" }
     let logger: Logger
-    let pool: SessionTablePool
+    let tables: SessionTables
     let signal = ReleaseSignal()
     private let listener: ReleaseListener?
     private let health: StoreHealth
@@ -114,23 +114,24 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
         let timeout = configuration.commandTimeout > .zero ? configuration.commandTimeout : .seconds(30)
         switch configuration.database {
         case .postgres(let target):
-            pool = SessionTablePool(maxOpen: target.maxPoolSize, waitLimit: timeout) { () throws(SessionStoreError) -> any SessionTableConnection in
+            let pipeline = PostgresPipeline(maxOpen: target.maxPoolSize, waitLimit: timeout) { () throws(SessionStoreError) -> PostgresConnection in
                 do throws(SessionStoreError) {
-                    return PostgresSessionTable(try PostgresConnection(target: target, statementTimeout: timeout))
+                    return try PostgresConnection(target: target, statementTimeout: timeout)
                 } catch where !target.databaseNamed && error.message.contains("database \"\(target.database)\" does not exist") {
                     // The default ASPState database is made by `sql install`, as the schema.
                     throw SessionStoreError(.configuration, SQLSchema.notInstalled("PostgreSQL \(target)", connectionStringHint: SQLSchemaInstaller.hint(.postgres(target))))
                 }
             }
+            tables = .postgres(PostgresSessionTable(pipeline))
             listener = ReleaseListener(target: target, signal: signal, logger: logger)
         case .sqlite(let path, let fullSync):
             // One writer at a time per database in this process, on one connection (SQLiteWriter).
             let writer = SQLiteWriter { () throws(SessionStoreError) -> SQLiteConnection in
                 try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync)
             }
-            pool = SessionTablePool(maxOpen: 100, waitLimit: timeout) { () throws(SessionStoreError) -> any SessionTableConnection in
+            tables = .sqlite(SessionTablePool(maxOpen: 100, waitLimit: timeout) { () throws(SessionStoreError) -> SQLiteSessionTable in
                 SQLiteSessionTable(try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync), writer: writer)
-            }
+            })
             listener = nil
         }
     }
@@ -272,7 +273,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
 
     public func close() {
         listener?.stop()
-        pool.drain()
+        tables.drain()
     }
 
     public func performMaintenance() {
@@ -349,23 +350,23 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             var sent = false
             var reused = false
             do throws(SessionStoreError) {
-                let lease = try pool.acquire()
+                let lease = try tables.acquire()
                 reused = lease.reused
-                defer { pool.release(lease) }
-                try verifySchema(lease.connection)
+                defer { tables.release(lease) }
+                try verifySchema(lease.table)
                 sent = true
-                let result = try body(lease.connection)
+                let result = try body(lease.table)
                 health.succeeded(logger: logger, server: "\(configuration.database)")
-                releaseOrphanedLocks(lease.connection)
+                releaseOrphanedLocks(lease.table)
                 return result
             } catch {
-                guard error.isTransient, idempotent || !sent else { throw failed(error) }
+                guard error.isTransient, idempotent || !sent || error.underlying is NothingSent else { throw failed(error) }
                 if reused, !repeatedOnce {
                     repeatedOnce = true
                     continue
                 }
                 guard let retryUntil, ContinuousClock.now + .seconds(1) < retryUntil else { throw failed(error) }
-                if !repeatedOnce { pool.drain() }  // ASP.NET's ClearPool, once
+                if !repeatedOnce { tables.drain() }  // ASP.NET's ClearPool, once
                 repeatedOnce = true
                 BlockingHint.willBlock()
                 Thread.sleep(forTimeInterval: 1)
@@ -413,5 +414,41 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
                 : "The session database \(configuration.database) has session-state schema version \(version); run session-host sql install --connection-string \(SQLSchemaInstaller.hint(configuration.database)) to update it to version \(SQLSchema.version).")
         }
         schemaVerified.withLock { $0 = true }
+    }
+}
+
+/// The store's way to its tables: SQLite connections from a pool, or PostgreSQL's one table
+/// object for all requests (its pipeline keeps the connections).
+enum SessionTables: Sendable {
+    case sqlite(SessionTablePool<SQLiteSessionTable>)
+    case postgres(PostgresSessionTable)
+
+    struct Lease {
+        var table: any SessionTableConnection
+        /// Whether a failure may be a kept connection's that broke meanwhile (worth one repeat).
+        var reused: Bool
+        fileprivate var pooled: SessionTablePool<SQLiteSessionTable>.Lease?
+    }
+
+    func acquire() throws(SessionStoreError) -> Lease {
+        switch self {
+        case .sqlite(let pool):
+            let lease = try pool.acquire()
+            return Lease(table: lease.connection, reused: lease.reused, pooled: lease)
+        case .postgres(let table):
+            return Lease(table: table, reused: table.pipeline.connections.hasKeptConnections, pooled: nil)
+        }
+    }
+
+    func release(_ lease: Lease) {
+        if case .sqlite(let pool) = self, let pooled = lease.pooled { pool.release(pooled) }
+    }
+
+    /// Closes the kept connections (ASP.NET's `ClearPool`, close).
+    func drain() {
+        switch self {
+        case .sqlite(let pool): pool.drain()
+        case .postgres(let table): table.pipeline.drain()
+        }
     }
 }

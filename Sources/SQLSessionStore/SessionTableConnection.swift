@@ -70,11 +70,7 @@ public struct SQLSchemaStatus: Sendable, CustomStringConvertible {
 
 /// The operations of ASP.NET's ASPState procedures on one connection, each one atomic
 /// statement (or, on SQLite, one short write transaction that no request holds open).
-protocol SessionTableConnection: AnyObject {
-    /// Whether the connection can be used again (after a statement).
-    var isUsable: Bool { get }
-    /// Whether a kept connection may be used (before a statement; may look at its socket).
-    var isAlive: Bool { get }
+protocol SessionTableConnection: PooledConnection {
     /// The installed schema version; nil when none is installed.
     func schemaVersion() throws(SessionStoreError) -> Int?
     /// `TempGetAppID`: the application's id, registering it under `hash` on first use; a hash

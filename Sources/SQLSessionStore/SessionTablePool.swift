@@ -2,27 +2,36 @@ import Dispatch
 import Locking
 import SessionState
 
+/// A connection a pool keeps between uses.
+protocol PooledConnection: AnyObject {
+    /// Whether the connection can be used again (after a statement).
+    var isUsable: Bool { get }
+    /// Whether a kept connection may be used (before a statement; may look at its socket).
+    var isAlive: Bool { get }
+}
+
 /// The connections of one database: kept between requests, at most `maxOpen` in use at once
 /// (ADO.NET's `Max Pool Size`; a request that finds none free waits up to the command timeout),
 /// checked before reuse and dropped when broken.
-final class SessionTablePool: Sendable {
+final class SessionTablePool<Connection: PooledConnection>: Sendable {
     /// A connection out of the pool, and whether it was kept from earlier use (one that may
     /// have broken meanwhile).
     struct Lease: @unchecked Sendable {
-        var connection: any SessionTableConnection
+        var connection: Connection
         var reused: Bool
     }
 
-    private let connect: @Sendable () throws(SessionStoreError) -> any SessionTableConnection
-    private let idle = Locked<[Lease]>([])
+    private let connect: @Sendable () throws(SessionStoreError) -> Connection
+    private let idle: Locked<[Lease]>
     private let permits: DispatchSemaphore
     private let maxOpen: Int
     private let waitLimit: Duration
 
-    init(maxOpen: Int, waitLimit: Duration, connect: @escaping @Sendable () throws(SessionStoreError) -> any SessionTableConnection) {
+    init(maxOpen: Int, waitLimit: Duration, connect: @escaping @Sendable () throws(SessionStoreError) -> Connection) {
         self.maxOpen = maxOpen
         self.waitLimit = waitLimit
         self.connect = connect
+        idle = Locked([])
         permits = DispatchSemaphore(value: maxOpen)
     }
 
@@ -55,6 +64,9 @@ final class SessionTablePool: Sendable {
         }
         permits.signal()
     }
+
+    /// Whether connections are kept from earlier use (one of them may have broken meanwhile).
+    var hasKeptConnections: Bool { idle.withLock { !$0.isEmpty } }
 
     /// Closes the kept connections (configuration change, shutdown, a database that restarted).
     func drain() {
