@@ -47,7 +47,7 @@ SQL_CELLS = [cell for cell in os.environ.get("SQL_CELLS", "").split(",") if cell
 # connections as wrk keeps requests in flight (the README's advice for such apps); with the default
 # (one per core) each request hands its turn over to another thread when it blocks, which cost
 # this machine about a quarter of the PostgreSQL counter's rate.
-SQL_ACTIVE_THREADS = int(os.environ.get("SQL_ACTIVE_THREADS", "32"))
+SQL_ACTIVE_THREADS = os.environ.get("SQL_ACTIVE_THREADS")  # the sql part's worker (default: the worker's own)
 SS_ACTIVE_THREADS = os.environ.get("SS_ACTIVE_THREADS")  # the stateserver part's worker (default: the worker's own)
 FILL = int(os.environ.get("FILL", "100000"))  # sessions created for the memory measurement
 PHP_CHILDREN = int(os.environ.get("PHP_CHILDREN", "32"))  # pm = static; one per wrk connection
@@ -608,7 +608,7 @@ def main():
                 wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", redis_port)) == 0, "redis-server", processes)
             start("swift-sql", [swift_binary, "serve", "--listen", f"unix:{work}/swift-sql.sock", "--threads", str(THREADS),
                                 "--log-level", "warning", "--config-dir", f"{work}/sql-config"]
-                  + ["--active-threads", str(SQL_ACTIVE_THREADS)])
+                  + (["--active-threads", SQL_ACTIVE_THREADS] if SQL_ACTIVE_THREADS else []))
         if {"sessions", "stateserver", "sql"} & set(PARTS):
             # The sql part has counters of its own (its own sessions, its own request counts).
             for folder, name in (("php", "counter"), ("php-redis", "counter"), ("php-redis-unix", "counter"), ("php", "counter-sql"), ("php-redis", "counter-sql")):
@@ -870,7 +870,7 @@ def main():
                   f"strings ({added * 1024 / FILL:,.0f} bytes each, filled in {state_memory['seconds']:.1f} s through nginx)")
     if "sql" in PARTS:
         print(f"\nSQLServer: {SESSIONS:,} pre-created sessions per target, rotated round-robin by a wrk Lua script, "
-              f"-c{CONNECTIONS}, upstream keepalive; the Swift worker with --active-threads {SQL_ACTIVE_THREADS}; "
+              f"-c{CONNECTIONS}, upstream keepalive; the Swift worker with --active-threads {SQL_ACTIVE_THREADS or 'default (one per core)'}; "
               f"on this machine: PostgreSQL 15 (fsync, synchronous_commit on), "
               f"redis-server (no persistence), each reached over TCP and over its Unix socket; SQLite (WAL, synchronous=NORMAL)\n")
         print("| target | req/s | p50 ms | p99 ms |")

@@ -139,12 +139,13 @@ final class PostgresConnection: PooledConnection {
     /// that commit has answered, so nothing is reported saved that was not.
     func execute(pipeline statements: [PostgresStatement]) -> PostgresPipelineOutcome {
         BlockingHint.willBlock()
+        guard isUsable else { return .notSent(failure("the connection to the session database broke")) }
         do throws(SessionStoreError) {
             for statement in statements { try prepare(statement.name, statement.sql, parameterCount: statement.parameters.count) }
         } catch {
-            return .failed(error)
+            return .notSent(error)
         }
-        guard PQenterPipelineMode(connection) == 1 else { return .failed(failure(Self.errorText(connection))) }
+        guard PQenterPipelineMode(connection) == 1 else { return .notSent(failure(Self.errorText(connection))) }
         for statement in statements {
             let sent = withParameters(statement.parameters) { values, lengths, formats in
                 PQsendQueryPrepared(connection, statement.name, Int32(statement.parameters.count), values, lengths, formats, 1)
@@ -163,12 +164,14 @@ final class PostgresConnection: PooledConnection {
             case PGRES_TUPLES_OK:
                 do throws(SessionStoreError) { results.append(.success(try Self.binaryRows(result))) } catch { results.append(.failure(error)) }
             case PGRES_PIPELINE_ABORTED:
-                results.append(.success([]))  // after an earlier statement's error: not run
+                results.append(.failure(SessionStoreError(.refused, "not run: an earlier statement of its batch failed")))
             default:
+                // The server's own error (a refusal or a statement timeout) on a connection that
+                // still works rolls the batch back; anything else leaves its outcome unknown.
                 let error = failure(result)
                 results.append(.failure(error))
                 if firstError == nil {
-                    firstError = error.kind == .refused ? .rolledBack(failedIndex: index, error) : .failed(error)
+                    firstError = error.kind == .refused || error.kind == .timeout ? .rolledBack(failedIndex: index, error) : .failed(error)
                 }
             }
             PQclear(result)
@@ -288,17 +291,19 @@ struct PostgresStatement: Sendable {
 enum PostgresPipelineOutcome {
     /// Committed: each statement's rows (or a decoding error of its own).
     case completed([Result<[[PostgresField]], SessionStoreError>])
-    /// The statement at `failedIndex` failed, and the transaction with it: nothing was
-    /// committed, so each statement may be run again on its own.
+    /// The statement at `failedIndex` failed (refused, or cancelled by the statement timeout),
+    /// and the transaction with it: nothing was committed, so each statement may be run
+    /// again on its own.
     case rolledBack(failedIndex: Int, SessionStoreError)
-    /// The connection failed or the statements timed out: whether they committed is unknown
-    /// (or, for a timeout, running them again would only wait again).
+    /// Nothing was sent (the connection was broken, or a statement could not be prepared).
+    case notSent(SessionStoreError)
+    /// The connection failed: whether the statements committed is unknown.
     case failed(SessionStoreError)
 
     var error: SessionStoreError? {
         switch self {
         case .completed: nil
-        case .rolledBack(_, let error), .failed(let error): error
+        case .rolledBack(_, let error), .notSent(let error), .failed(let error): error
         }
     }
 }

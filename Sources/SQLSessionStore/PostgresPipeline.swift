@@ -32,6 +32,7 @@ final class PostgresPipeline: Sendable {
     /// that use a connection on their own (`withConnection`).
     let connections: SessionTablePool<PostgresConnection>
     private let slots: Int
+    private let waitLimit: Duration
     private let queue = Locked(Queue())
 
     private struct Queue {
@@ -68,14 +69,17 @@ final class PostgresPipeline: Sendable {
     init(maxOpen: Int, waitLimit: Duration, slots: Int = PostgresPipeline.defaultSlots,
          connect: @escaping @Sendable () throws(SessionStoreError) -> PostgresConnection) {
         connections = SessionTablePool(maxOpen: maxOpen, waitLimit: waitLimit, connect: connect)
-        self.slots = max(1, min(slots, maxOpen))
+        // One connection stays for the rare operations when the pool allows.
+        self.slots = max(1, min(slots, maxOpen - 1))
+        self.waitLimit = waitLimit
     }
 
     /// Statements waiting for a batch now.
     var queued: Int { queue.withLock { $0.waiting.count } }
 
     /// Runs `statement`, which touches the session row `key`, in the next batch; returns after
-    /// the batch has committed.
+    /// the batch has committed. Waits for a batch at most the command timeout (twice, when
+    /// its batch is already out).
     func execute(_ statement: PostgresStatement, key: String) throws(SessionStoreError) -> [[PostgresField]] {
         let submission = Submission(statement, key: key)
         let leads = queue.withLock { queue -> Bool in
@@ -88,11 +92,16 @@ final class PostgresPipeline: Sendable {
         }
         if !leads {
             BlockingHint.willBlock()
+            var waits = 0
             while true {
-                submission.wake.wait()
-                let state = submission.state.withLock { $0 }
-                if state.leads { break }
-                if let result = state.result { return try result.get() }
+                let woken = submission.wake.wait(timeout: .now() + .nanoseconds(Int(waitLimit.components.seconds) * 1_000_000_000 + Int(waitLimit.components.attoseconds / 1_000_000_000)))
+                if woken == .timedOut { waits += 1 }
+                switch waitOutcome(of: submission, timedOut: woken == .timedOut, waits: waits) {
+                case .waiting: continue
+                case .leads: break
+                case .answered(let result): return try result.get()
+                }
+                break
             }
         }
         lead(with: submission)
@@ -100,6 +109,32 @@ final class PostgresPipeline: Sendable {
             throw SessionStoreError(.refused, "a pipelined statement was left without an answer")
         }
         return try result.get()
+    }
+
+    private enum WaitOutcome {
+        case waiting
+        case leads
+        case answered(Result<[[PostgresField]], SessionStoreError>)
+    }
+
+    /// Where a waiting submission stands. Decided under the queue's lock, where submissions
+    /// leave the queue and are handed the lead: one still queued after a timeout leaves it
+    /// (nothing was sent); one in a batch that has not answered after a second timeout is
+    /// given up (whether it took effect is unknown).
+    private func waitOutcome(of submission: Submission, timedOut: Bool, waits: Int) -> WaitOutcome {
+        queue.withLock { queue -> WaitOutcome in
+            let state = submission.state.withLock { $0 }
+            if state.leads { return .leads }
+            if let result = state.result { return .answered(result) }
+            guard timedOut else { return .waiting }
+            if let index = queue.waiting.firstIndex(where: { $0 === submission }) {
+                queue.waiting.remove(at: index)
+                return .answered(.failure(PipelineFailure.nothingSent(SessionStoreError(
+                    .timeout, "the session database's connections stayed busy for the command timeout"))))
+            }
+            guard waits >= 2 else { return .waiting }
+            return .answered(.failure(SessionStoreError(.timeout, "the session database did not answer a batch of statements within the command timeout")))
+        }
     }
 
     /// Runs a batch of `own` and the queued statements, then hands the slot to the first
@@ -116,12 +151,12 @@ final class PostgresPipeline: Sendable {
                 queue.leaders -= 1
                 return nil
             }
-            return queue.waiting.removeFirst()
-        }
-        if let next {
+            let next = queue.waiting.removeFirst()
+            // Under the queue's lock, so that a waiter timing out sees it (`waitOutcome`).
             next.state.withLock { $0.leads = true }
-            next.wake.signal()
+            return next
         }
+        next?.wake.signal()
     }
 
     private func run(_ batch: [Submission]) {
@@ -134,25 +169,25 @@ final class PostgresPipeline: Sendable {
     private func run(_ statements: [PostgresStatement]) -> [Result<[[PostgresField]], SessionStoreError>] {
         let lease: SessionTablePool<PostgresConnection>.Lease
         do throws(SessionStoreError) { lease = try connections.acquire() } catch {
-            // No connection: nothing reached the database, so any operation may be repeated.
-            var unsent = error
-            unsent.underlying = NothingSent(underlying: error.underlying)
-            return Array(repeating: .failure(unsent), count: statements.count)
+            return Array(repeating: .failure(PipelineFailure.nothingSent(error)), count: statements.count)
         }
         defer { connections.release(lease) }
         switch lease.connection.execute(pipeline: statements) {
         case .completed(let results):
             return results
+        case .notSent(let error):
+            return Array(repeating: .failure(PipelineFailure.nothingSent(error)), count: statements.count)
         case .failed(let error):
-            return Array(repeating: .failure(error), count: statements.count)
-        case .rolledBack(_, let error) where statements.count == 1:
-            return [.failure(error)]
-        case .rolledBack:
-            // One statement's own failure undid the others: each again on its own.
-            return statements.map { statement in
-                switch lease.connection.execute(pipeline: [statement]) {
-                case .completed(let results): results.first ?? .success([])
-                case .rolledBack(_, let error), .failed(let error): .failure(error)
+            return Array(repeating: .failure(lease.reused ? PipelineFailure.onKeptConnection(error) : error), count: statements.count)
+        case .rolledBack(let failedIndex, let error):
+            // One statement's own failure undid the others: each again on its own (the one
+            // that timed out keeps its timeout: it would only wait again).
+            return statements.indices.map { index in
+                if index == failedIndex, error.kind == .timeout || statements.count == 1 { return .failure(error) }
+                switch lease.connection.execute(pipeline: [statements[index]]) {
+                case .completed(let results): return results.first ?? .success([])
+                case .notSent(let error): return .failure(PipelineFailure.nothingSent(error))
+                case .rolledBack(_, let error), .failed(let error): return .failure(error)
                 }
             }
         }
@@ -172,8 +207,29 @@ final class PostgresPipeline: Sendable {
     }
 }
 
-/// Marks an operation's error as one that happened before anything was sent (no connection
-/// could be had), so that repeating it cannot change anything.
-struct NothingSent: Error, Sendable {
+/// Why a pipelined statement failed, for the store's retry rule (`SQLSessionStateStore.perform`),
+/// carried as the error's `underlying`.
+struct PipelineFailure: Error, Sendable {
+    /// Nothing reached the database (no connection, or none fit to use): repeating the
+    /// operation cannot change anything.
+    var nothingSent = false
+    /// It failed on a connection kept from earlier use, which may have broken meanwhile.
+    var onKeptConnection = false
     var underlying: (any Error & Sendable)?
+
+    static func nothingSent(_ error: SessionStoreError) -> SessionStoreError {
+        marked(error) { $0.nothingSent = true }
+    }
+
+    static func onKeptConnection(_ error: SessionStoreError) -> SessionStoreError {
+        marked(error) { $0.onKeptConnection = true }
+    }
+
+    private static func marked(_ error: SessionStoreError, _ change: (inout PipelineFailure) -> Void) -> SessionStoreError {
+        var failure = (error.underlying as? PipelineFailure) ?? PipelineFailure(underlying: error.underlying)
+        change(&failure)
+        var marked = error
+        marked.underlying = failure
+        return marked
+    }
 }

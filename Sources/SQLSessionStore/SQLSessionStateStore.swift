@@ -360,8 +360,9 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
                 releaseOrphanedLocks(lease.table)
                 return result
             } catch {
-                guard error.isTransient, idempotent || !sent || error.underlying is NothingSent else { throw failed(error) }
-                if reused, !repeatedOnce {
+                let pipelined = error.underlying as? PipelineFailure
+                guard error.isTransient, idempotent || !sent || pipelined?.nothingSent == true else { throw failed(error) }
+                if reused || pipelined?.onKeptConnection == true, !repeatedOnce {
                     repeatedOnce = true
                     continue
                 }
@@ -436,7 +437,8 @@ enum SessionTables: Sendable {
             let lease = try pool.acquire()
             return Lease(table: lease.connection, reused: lease.reused, pooled: lease)
         case .postgres(let table):
-            return Lease(table: table, reused: table.pipeline.connections.hasKeptConnections, pooled: nil)
+            // Whether the batch ran on a kept connection comes with its error (`PipelineFailure`).
+            return Lease(table: table, reused: false, pooled: nil)
         }
     }
 

@@ -65,9 +65,6 @@ final class SessionTablePool<Connection: PooledConnection>: Sendable {
         permits.signal()
     }
 
-    /// Whether connections are kept from earlier use (one of them may have broken meanwhile).
-    var hasKeptConnections: Bool { idle.withLock { !$0.isEmpty } }
-
     /// Closes the kept connections (configuration change, shutdown, a database that restarted).
     func drain() {
         idle.withLock { $0.removeAll() }

@@ -42,6 +42,22 @@ struct PostgresPipelineTests {
         #expect(error.kind == .refused)
         #expect(connection.isUsable)
         #expect(try connection.query("SELECT count(*) FROM t") == [["2"]])
+        // A statement cancelled by the statement timeout (waiting for a lock another session
+        // holds) rolls its batch back too, and says so: the others may run again alone.
+        let blocker = try PostgresConnection(conninfo: server.conninfo, connectTimeout: 5)
+        try blocker.query("SELECT pg_advisory_lock(43)")
+        try connection.query("SET statement_timeout = 200")
+        let slow = connection.execute(pipeline: [
+            PostgresStatement(name: "insert", sql: insert, parameters: [.int(5)]),
+            PostgresStatement(name: "wait", sql: "SELECT pg_advisory_xact_lock(43)", parameters: []),
+        ])
+        guard case .rolledBack(1, let timeout) = slow else {
+            Issue.record("a statement timeout in a pipeline was not a rollback of statement 1: \(slow)")
+            return
+        }
+        #expect(timeout.kind == .timeout)
+        #expect(connection.isUsable)
+        #expect(try connection.query("SELECT count(*) FROM t") == [["2"]])
     }
 
     @Test func queuedStatementsShareABatchAndFailAlone() throws {
