@@ -278,7 +278,7 @@ let package = Package(
             dependencies: ["SessionStateServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: strict
         ),
-        .testTarget(name: "SQLSessionStoreTests", dependencies: ["SQLSessionStore", "SessionState"], swiftSettings: strict),
+        .testTarget(name: "SQLSessionStoreTests", dependencies: ["SQLSessionStore", "SessionState", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RedisSessionStoreTests", dependencies: ["RedisSessionStore", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateSerializationTests", dependencies: ["SessionStateSerialization", "SessionState"], swiftSettings: strict),
         .testTarget(name: "SessionStateTests", dependencies: ["SessionState", "SessionStateTesting", "Locking", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),

@@ -126,7 +126,7 @@ public final class SQLSessionStateStore: ClosableSessionStateStore, MaintainedSe
             listener = ReleaseListener(target: target, signal: signal, logger: logger)
         case .sqlite(let path, let fullSync):
             // One writer at a time per database in this process, on one connection (SQLiteWriter).
-            let writer = SQLiteWriter { () throws(SessionStoreError) -> SQLiteConnection in
+            let writer = SQLiteWriter(logger: logger) { () throws(SessionStoreError) -> SQLiteConnection in
                 try SQLiteConnection(path: path, busyTimeout: timeout, fullSync: fullSync)
             }
             tables = .sqlite(SessionTablePool(maxOpen: 100, waitLimit: timeout) { () throws(SessionStoreError) -> SQLiteSessionTable in

@@ -19,6 +19,9 @@ final class SQLiteConnection {
     private(set) var isUsable = true
     /// The busy handler's state (its context pointer).
     private let busy: UnsafeMutablePointer<BusyState>
+    /// Frames in the WAL after this connection's last commit, as SQLite's WAL hook reports
+    /// them (when `takeOverCheckpoints` installed it).
+    private let walFrames: UnsafeMutablePointer<Int32>
 
     struct BusyState {
         var limitNanoseconds: Int
@@ -50,6 +53,8 @@ final class SQLiteConnection {
             throw SessionStoreError(.unavailable, "cannot open the SQLite session database \(path): \(message)")
         }
         database = handle
+        walFrames = .allocate(capacity: 1)
+        walFrames.initialize(to: 0)
         busy = .allocate(capacity: 1)
         busy.initialize(to: BusyState(limitNanoseconds: Int(busyTimeout.components.seconds) * 1_000_000_000 + Int(busyTimeout.components.attoseconds / 1_000_000_000)))
         sqlite3_busy_handler(handle, { context, attempts in
@@ -69,6 +74,41 @@ final class SQLiteConnection {
         for statement in statements.values { sqlite3_finalize(statement) }
         sqlite3_close_v2(database)
         busy.deallocate()
+        walFrames.deallocate()
+    }
+
+    /// Turns off SQLite's automatic checkpoints on this connection (which would run inside a
+    /// commit, holding the write turn) and counts the WAL's frames instead (`framesInWAL`), so
+    /// that the owner can checkpoint beside the writers (`SQLiteWriter`).
+    func takeOverCheckpoints() {
+        sqlite3_wal_hook(database, { context, _, _, frames in
+            context?.assumingMemoryBound(to: Int32.self).pointee = frames
+            return SQLITE_OK
+        }, walFrames)
+    }
+
+    /// Frames in the WAL after this connection's last commit (with `takeOverCheckpoints`).
+    var framesInWAL: Int { Int(walFrames.pointee) }
+
+    /// What a checkpoint found and did.
+    struct Checkpoint {
+        /// Frames in the WAL.
+        var frames: Int
+        /// Frames of it that are not in the database yet (a reader still needs them, or another
+        /// process checkpoints now).
+        var left: Int
+    }
+
+    /// A PASSIVE checkpoint: copies to the database what no reader still needs, waiting for
+    /// nobody.
+    @discardableResult
+    func checkpoint() throws(SessionStoreError) -> Checkpoint {
+        var log: Int32 = 0, copied: Int32 = 0
+        let status = sqlite3_wal_checkpoint_v2(database, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+        // Busy: another process checkpoints now (which does the same work).
+        if status == SQLITE_BUSY { return Checkpoint(frames: framesInWAL, left: framesInWAL) }
+        guard status == SQLITE_OK else { throw failure(status) }
+        return Checkpoint(frames: Int(max(0, log)), left: Int(max(0, log - copied)))
     }
 
     /// Rows changed by the last statement.

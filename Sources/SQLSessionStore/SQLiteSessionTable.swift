@@ -1,5 +1,6 @@
 import Foundation
 import Locking
+import Logging
 import SessionState
 
 /// The ASPState schema in a SQLite file. Times are Unix seconds (`REAL`; a DBA reads them with
@@ -52,18 +53,47 @@ enum SQLiteSchema {
 /// handler), and since they take turns anyway they share one connection: its page cache stays
 /// valid from one write to the next (another connection's write would make every other
 /// connection of the process read its pages again).
+///
+/// Checkpoints run beside the writers rather than inside a commit: SQLite's automatic one
+/// (every 1000 frames) copies pages and flushes the files while its commit holds the write
+/// turn, and every writer of the process waits for it. Here the write that finds the WAL at
+/// `checkpointFrames` copies it on a connection of its own after giving the turn back, and then,
+/// holding the turn, copies the few frames written meanwhile, so that the next write starts the
+/// WAL from its beginning (a WAL that never catches up only grows). Four times SQLite's default
+/// also copies a page changed several times in between once.
 final class SQLiteWriter: Sendable {
-    private let connection: Locked<SQLiteConnection?>
-    private let open: @Sendable () throws(SessionStoreError) -> SQLiteConnection
+    /// WAL frames (pages) that start a checkpoint.
+    static let checkpointFrames = 4000
 
-    init(open: @escaping @Sendable () throws(SessionStoreError) -> SQLiteConnection) {
-        self.open = open
-        connection = Locked(nil)
+    private let state: Locked<State>
+    private let checkpointConnection = Locked<SQLiteConnection?>(nil)
+    private let checkpointing = Locked(false)
+    /// Checkpoints this writer ran.
+    private let checkpointCount = Locked(0)
+    private let open: @Sendable () throws(SessionStoreError) -> SQLiteConnection
+    private let takesOverCheckpoints: Bool
+    private let logger: Logger?
+
+    private struct State {
+        var connection: SQLiteConnection?
+        /// The WAL size at which the next checkpoint starts (more than `checkpointFrames` after
+        /// a checkpoint that could not copy everything: a reader of another process still
+        /// needed frames).
+        var checkpointAt = SQLiteWriter.checkpointFrames
     }
 
-    /// Writes with `connection` (the installer's single connection).
+    init(logger: Logger, open: @escaping @Sendable () throws(SessionStoreError) -> SQLiteConnection) {
+        self.open = open
+        self.logger = logger
+        takesOverCheckpoints = true
+        state = Locked(State())
+    }
+
+    /// Writes with `connection` (the installer's single connection; SQLite's own checkpoints).
     init(_ connection: SQLiteConnection) {
-        self.connection = Locked(connection)
+        state = Locked(State(connection: connection))
+        logger = nil
+        takesOverCheckpoints = false
         open = { () throws(SessionStoreError) -> SQLiteConnection in
             throw SessionStoreError(.unavailable, "the SQLite connection is closed")
         }
@@ -73,10 +103,50 @@ final class SQLiteWriter: Sendable {
     /// connection that broke is replaced first.
     @discardableResult
     func write<T>(_ body: (SQLiteConnection) throws(SessionStoreError) -> T) throws(SessionStoreError) -> T {
-        try connection.withLock { (current: inout SQLiteConnection?) throws(SessionStoreError) -> T in
-            if current?.isUsable != true { current = try open() }
-            guard let writer = current else { throw SessionStoreError(.unavailable, "no SQLite connection") }
-            return try body(writer)
+        var checkpointDue = false
+        let result = try state.withLock { (state: inout State) throws(SessionStoreError) -> T in
+            if state.connection?.isUsable != true {
+                let opened = try open()
+                if takesOverCheckpoints { opened.takeOverCheckpoints() }
+                state.connection = opened
+            }
+            guard let writer = state.connection else { throw SessionStoreError(.unavailable, "no SQLite connection") }
+            let result = try body(writer)
+            checkpointDue = takesOverCheckpoints && writer.framesInWAL >= state.checkpointAt
+            return result
+        }
+        if checkpointDue { checkpoint() }
+        return result
+    }
+
+    /// Checkpoints this writer ran.
+    var checkpoints: Int { checkpointCount.withLock { $0 } }
+
+    /// Checkpoints the WAL (see the type's comment), unless another write of this process is
+    /// doing so already.
+    private func checkpoint() {
+        guard checkpointing.withLock({ running in
+            defer { running = true }
+            return !running
+        }) else { return }
+        defer { checkpointing.withLock { $0 = false } }
+        // Reads and writes pages and flushes the files: this thread blocks.
+        BlockingHint.willBlock()
+        do throws(SessionStoreError) {
+            try checkpointConnection.withLock { (connection: inout SQLiteConnection?) throws(SessionStoreError) in
+                if connection?.isUsable != true { connection = try open() }
+                try connection?.checkpoint()
+            }
+            checkpointCount.withLock { $0 += 1 }
+            try state.withLock { (state: inout State) throws(SessionStoreError) in
+                guard let done = try state.connection?.checkpoint() else { return }
+                // All copied: the next write starts the WAL again. Else try again a quarter
+                // of the way on.
+                state.checkpointAt = done.left == 0 ? Self.checkpointFrames : done.frames + Self.checkpointFrames / 4
+            }
+        } catch {
+            logger?.warning("could not checkpoint the SQLite session database's WAL (it grows until a checkpoint succeeds)", metadata: ["error": "\(error.message)"])
+            state.withLock { $0.checkpointAt = ($0.connection?.framesInWAL ?? 0) + Self.checkpointFrames / 4 }
         }
     }
 }
