@@ -467,6 +467,18 @@ def start_postgres(work, start):
     return process, port, user
 
 
+SWAPPED_PAIRS = {"sql-lite": "sql-php-files", "sql-pg-tcp": "sql-php-redis-tcp", "sql-pg": "sql-php-redis"}
+
+
+def swap_pairs(cells):
+    """The cells with each Swift cell and its reference (adjacent, SWAPPED_PAIRS) in the other order."""
+    ordered = list(cells)
+    for index in range(len(ordered) - 1):
+        if SWAPPED_PAIRS.get(ordered[index][0]) == ordered[index + 1][0]:
+            ordered[index], ordered[index + 1] = ordered[index + 1], ordered[index]
+    return ordered
+
+
 def pg_counts(port, user):
     """Statements executed (each one round trip for its request) and commits so far in ASPState, and
     WAL flushes (fsyncs) of the whole server. Commits reach the shared counters when a backend
@@ -690,9 +702,14 @@ def main():
 
         if "sql" in PARTS:
             progress(f"creating {SESSIONS:,} sessions each: Swift InProc, PostgreSQL, SQLite; php-fpm files, redis")
-            sql_paths = {"sql-inproc": "/swift-sql/counter", "sql-pg": "/swift-sql/pg/counter", "sql-pg-tcp": "/swift-sql/pgtcp/counter",
-                         "sql-lite": "/swift-sql/lite/counter", "sql-php-files": "/php/counter-sql.php",
-                         "sql-php-redis": "/php-redis-unix/counter.php", "sql-php-redis-tcp": "/php-redis/counter-sql.php"}
+            # The order of a round: each Swift cell next to its reference (swapped every other
+            # round, so that neither always follows the cell before), and InProc last, so that
+            # PostgreSQL's deferred work after its cells (WAL writing, autovacuum) falls into a
+            # cell that is not compared rather than into the SQLite pair's.
+            sql_paths = {"sql-lite": "/swift-sql/lite/counter", "sql-php-files": "/php/counter-sql.php",
+                         "sql-pg-tcp": "/swift-sql/pgtcp/counter", "sql-php-redis-tcp": "/php-redis/counter-sql.php",
+                         "sql-pg": "/swift-sql/pg/counter", "sql-php-redis": "/php-redis-unix/counter.php",
+                         "sql-inproc": "/swift-sql/counter"}
             sql_cookie = {key: PHP_COOKIE if key.startswith("sql-php") else ASP_COOKIE for key in sql_paths}
             sql_ids = {key: create_sessions(port, path, sql_cookie[key], SESSIONS) for key, path in sql_paths.items()}
             sql_lua = {key: rotation_script(f"{work}/{key}.lua", sql_cookie[key], ids) for key, ids in sql_ids.items()}
@@ -715,7 +732,7 @@ def main():
                 pg_before = pg_counts(pg_port, pg_user)
             for round_number in range(1, ROUNDS + 1):
                 progress(f"round {round_number}/{ROUNDS}")
-                for key, label, path, connections, script in cells:
+                for key, label, path, connections, script in (cells if round_number % 2 else swap_pairs(cells)):
                     result = wrk(cell_ports.get(key, port), path, connections, script, label=label)
                     results.setdefault(key, []).append(result)
                     counted[path] = counted.get(path, 0) + result[3]

@@ -10,8 +10,9 @@ import SessionState
 ///
 /// Durability: `synchronous=NORMAL` by default: a commit is in the WAL file (the operating
 /// system's cache) when it returns, so it survives the worker crashing or being restarted; only
-/// a crash of the machine itself (power, kernel) may lose the last commits, as with php-fpm's
-/// files sessions, which are never flushed either. `?synchronous=full` flushes every commit.
+/// a crash of the machine itself (power, kernel) may lose the commits since the last checkpoint
+/// (at most `SQLiteWriter.checkpointFrames` pages, 16 MiB), as with php-fpm's files sessions,
+/// which are never flushed either. `?synchronous=full` flushes every commit.
 final class SQLiteConnection {
     private let database: OpaquePointer
     let path: String

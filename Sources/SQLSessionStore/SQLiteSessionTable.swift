@@ -54,13 +54,14 @@ enum SQLiteSchema {
 /// valid from one write to the next (another connection's write would make every other
 /// connection of the process read its pages again).
 ///
-/// Checkpoints run beside the writers rather than inside a commit: SQLite's automatic one
-/// (every 1000 frames) copies pages and flushes the files while its commit holds the write
-/// turn, and every writer of the process waits for it. Here the write that finds the WAL at
-/// `checkpointFrames` copies it on a connection of its own after giving the turn back, and then,
-/// holding the turn, copies the few frames written meanwhile, so that the next write starts the
-/// WAL from its beginning (a WAL that never catches up only grows). Four times SQLite's default
-/// also copies a page changed several times in between once.
+/// Checkpoints run beside the writers: SQLite's automatic one (every 1000 frames) runs in the
+/// committing statement, so it copies pages and flushes the files while that request holds this
+/// process's write turn, and every writer of the process waits for it. Here the write that finds
+/// the WAL at `checkpointFrames` copies it on a connection of its own after giving the turn back
+/// (that request pays for it; the others go on), and then, holding the turn, copies the few
+/// frames written meanwhile, so that the next write can start the WAL from its beginning (a WAL
+/// that never catches up only grows). Four times SQLite's default also copies a page changed
+/// several times in between only once.
 final class SQLiteWriter: Sendable {
     /// WAL frames (pages) that start a checkpoint.
     static let checkpointFrames = 4000
@@ -76,10 +77,13 @@ final class SQLiteWriter: Sendable {
 
     private struct State {
         var connection: SQLiteConnection?
-        /// The WAL size at which the next checkpoint starts (more than `checkpointFrames` after
-        /// a checkpoint that could not copy everything: a reader of another process still
-        /// needed frames).
+        /// The WAL size at which the next checkpoint starts: `checkpointFrames`, or a quarter of
+        /// that past the WAL's size at the last checkpoint while the WAL has not started again
+        /// since (a reader still needed frames, or another process wrote in between).
         var checkpointAt = SQLiteWriter.checkpointFrames
+        /// The WAL's size after this process's last commit: a smaller one means the WAL started
+        /// again from its beginning.
+        var lastFrames = 0
     }
 
     init(logger: Logger, open: @escaping @Sendable () throws(SessionStoreError) -> SQLiteConnection) {
@@ -112,7 +116,10 @@ final class SQLiteWriter: Sendable {
             }
             guard let writer = state.connection else { throw SessionStoreError(.unavailable, "no SQLite connection") }
             let result = try body(writer)
-            checkpointDue = takesOverCheckpoints && writer.framesInWAL >= state.checkpointAt
+            let frames = writer.framesInWAL
+            if frames < state.lastFrames { state.checkpointAt = Self.checkpointFrames }
+            state.lastFrames = frames
+            checkpointDue = takesOverCheckpoints && frames >= state.checkpointAt
             return result
         }
         if checkpointDue { checkpoint() }
@@ -132,21 +139,26 @@ final class SQLiteWriter: Sendable {
         defer { checkpointing.withLock { $0 = false } }
         // Reads and writes pages and flushes the files: this thread blocks.
         BlockingHint.willBlock()
+        checkpointCount.withLock { $0 += 1 }
         do throws(SessionStoreError) {
             try checkpointConnection.withLock { (connection: inout SQLiteConnection?) throws(SessionStoreError) in
                 if connection?.isUsable != true { connection = try open() }
                 try connection?.checkpoint()
             }
-            checkpointCount.withLock { $0 += 1 }
+        } catch {
+            // The catch-up below then does all of it, holding the write turn (as SQLite would).
+            logger?.warning("could not checkpoint the SQLite session database's WAL beside the writers", metadata: ["error": "\(error.message)"])
+        }
+        do throws(SessionStoreError) {
             try state.withLock { (state: inout State) throws(SessionStoreError) in
                 guard let done = try state.connection?.checkpoint() else { return }
-                // All copied: the next write starts the WAL again. Else try again a quarter
-                // of the way on.
-                state.checkpointAt = done.left == 0 ? Self.checkpointFrames : done.frames + Self.checkpointFrames / 4
+                // Whether or not all was copied, the next checkpoint waits for a quarter more
+                // frames, unless the WAL starts again (`write` sees it shrink).
+                state.checkpointAt = max(Self.checkpointFrames, done.frames + Self.checkpointFrames / 4)
             }
         } catch {
             logger?.warning("could not checkpoint the SQLite session database's WAL (it grows until a checkpoint succeeds)", metadata: ["error": "\(error.message)"])
-            state.withLock { $0.checkpointAt = ($0.connection?.framesInWAL ?? 0) + Self.checkpointFrames / 4 }
+            state.withLock { $0.checkpointAt = max(Self.checkpointFrames, $0.lastFrames + Self.checkpointFrames / 4) }
         }
     }
 }

@@ -28,7 +28,7 @@ struct SQLiteCheckpointTests {
         }
         #expect(writer.checkpoints >= 2, "the writer ran \(writer.checkpoints) checkpoints for \(rows) commits")
         // The WAL file keeps its largest size; without checkpoints it would hold every commit.
-        let walBytes = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int ?? 0
+        let walBytes = try #require(try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
         let frameBytes = 4096 + 24
         #expect(walBytes <= (SQLiteWriter.checkpointFrames + 500) * frameBytes + 32, "the WAL grew to \(walBytes / frameBytes) frames")
         // Nothing was lost on the way.
