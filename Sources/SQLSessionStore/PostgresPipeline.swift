@@ -92,25 +92,25 @@ final class PostgresPipeline: Sendable {
             queue.waiting.append(submission)
             return false
         }
-        if !leads {
-            BlockingHint.willBlock()
-            var waits = 0
-            while true {
-                let woken = submission.wake.wait(timeout: .now() + .nanoseconds(Int(waitLimit.components.seconds) * 1_000_000_000 + Int(waitLimit.components.attoseconds / 1_000_000_000)))
-                if woken == .timedOut { waits += 1 }
-                switch waitOutcome(of: submission, timedOut: woken == .timedOut, waits: waits) {
-                case .waiting: continue
-                case .leads: break
-                case .answered(let result): return try result.get()
-                }
-                break
-            }
-        }
+        if !leads, case .answered(let result) = awaitTurn(submission) { return try result.get() }
         lead(with: submission)
         guard let result = submission.state.withLock({ $0.result }) else {
             throw SessionStoreError(.refused, "a pipelined statement was left without an answer")
         }
         return try result.get()
+    }
+
+    /// Waits until a queued submission is answered or handed the lead (never `.waiting`).
+    private func awaitTurn(_ submission: Submission) -> WaitOutcome {
+        BlockingHint.willBlock()
+        var waits = 0
+        while true {
+            let timedOut = submission.wake.wait(timeout: .now() + waitLimit.dispatchInterval) == .timedOut
+            if timedOut { waits += 1 }
+            let outcome = waitOutcome(of: submission, timedOut: timedOut, waits: waits)
+            if case .waiting = outcome { continue }
+            return outcome
+        }
     }
 
     private enum WaitOutcome {

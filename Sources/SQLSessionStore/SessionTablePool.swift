@@ -39,8 +39,7 @@ final class SessionTablePool<Connection: PooledConnection>: Sendable {
     func acquire() throws(SessionStoreError) -> Lease {
         if permits.wait(timeout: .now()) == .timedOut {
             BlockingHint.willBlock()
-            let milliseconds = Int(waitLimit.components.seconds * 1000 + waitLimit.components.attoseconds / 1_000_000_000_000_000)
-            guard permits.wait(timeout: .now() + .milliseconds(max(1, milliseconds))) == .success else {
+            guard permits.wait(timeout: .now() + waitLimit.dispatchInterval) == .success else {
                 throw SessionStoreError(.timeout, "all \(maxOpen) connections to the session database stayed busy for the command timeout (Max Pool Size)")
             }
         }
@@ -68,5 +67,12 @@ final class SessionTablePool<Connection: PooledConnection>: Sendable {
     /// Closes the kept connections (configuration change, shutdown, a database that restarted).
     func drain() {
         idle.withLock { $0.removeAll() }
+    }
+}
+
+extension Duration {
+    /// The duration for a Dispatch wait, in whole milliseconds (at least one).
+    var dispatchInterval: DispatchTimeInterval {
+        .milliseconds(max(1, Int(components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)))
     }
 }
