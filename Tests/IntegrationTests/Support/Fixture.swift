@@ -107,8 +107,11 @@ final class Fixture {
             let marker = "/fixture-\(UUID().uuidString)"
             _ = try? HTTPConnection(port: port).send("GET", marker, headers: [])
             let accessLog = directory.appending(path: "logs/access.log").path
-            // nginx writes the line after it answered: give it a moment.
-            for _ in 0..<50 {
+            // nginx writes the line after it answered: give it time, also on a machine loaded by
+            // parallel tests under the thread sanitizer (a one-second wait once restarted nginx
+            // there, and the first nginx's marker request then reached the worker late, which
+            // a status-counter test saw as an extra request).
+            for _ in 0..<500 {
                 if (try? String(contentsOfFile: accessLog, encoding: .utf8))?.contains(marker) == true { return }
                 usleep(20_000)
             }
