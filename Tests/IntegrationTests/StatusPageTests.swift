@@ -43,7 +43,8 @@ import Testing
         let after = try Self.status(fixture)
         // 13 requests, and the first status request; the second counts itself in `total` only
         // (its status is counted once it is sent).
-        #expect(Self.number(after, "requests", "total") == total + 14)
+        let accessLog = (try? String(contentsOfFile: fixture.directory.appending(path: "logs/access.log").path, encoding: .utf8)) ?? ""
+        #expect(Self.number(after, "requests", "total") == total + 14, "nginx's access log:\n\(accessLog)\nworker stderr:\n\(fixture.workerLog)")
         #expect(Self.number(after, "requests", "byStatus", "2xx") == ok + 11)
         #expect(Self.number(after, "requests", "byStatus", "4xx") == missing + 3)
         #expect((Self.number(after, "threads", "total") ?? 0) >= 1)
